@@ -1,0 +1,5 @@
+import sys
+
+from easrec.cli import main
+
+sys.exit(main())

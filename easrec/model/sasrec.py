@@ -1,0 +1,299 @@
+"""SASRec, written so that any leading slice of it is itself a SASRec.
+
+One implementation of every block serves three uses: the plain model that `easrec train` fits, the
+weight-sharing supernet (the same modules at their largest size, run with an active `Arch` that
+slices their weights), and the modules the profiler measures. Attention is written by hand
+(`q @ kᵀ * scale + additive mask`) because `nn.TransformerEncoderLayer` does not `torch.export`
+and SDPA with a mask lowers to ops XNNPACK will not take (FACTS.md).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from easrec.space import Arch
+
+NEG = -1e4  # additive mask value: large but finite so fully padded rows do not become NaN
+
+
+@dataclass
+class SoftChoice:
+    """Relaxed choices for the differentiable (DARTS-style) search, all optional.
+
+    `head_weights[i]` / `ffn_weights[i]` scale head j / neuron j of layer i by the probability that
+    the layer keeps it (a cumulative sum over the candidate widths), so one forward pass computes the
+    expectation over widths. `depth_weights[k]` mixes the hidden state after k+1 blocks.
+    """
+
+    head_weights: list[torch.Tensor] | None = None
+    ffn_weights: list[torch.Tensor] | None = None
+    depth_weights: torch.Tensor | None = None
+
+
+class Gate(nn.Module):
+    """EASRec's data-aware gate: g(X) = γ · sigmoid(W2 relu(W1 X + b1) + b2), γ = 2."""
+
+    def __init__(self, d_in: int, d_out: int, hidden: int = 16, gamma: float = 2.0):
+        super().__init__()
+        self.fc1 = nn.Linear(d_in, hidden)
+        self.fc2 = nn.Linear(hidden, d_out)
+        self.gamma = gamma
+        # b2 = 0, W2 small: the gate starts at γ·sigmoid(0) = 1, i.e. as the identity.
+        nn.init.zeros_(self.fc2.bias)
+        nn.init.normal_(self.fc2.weight, std=0.01)
+
+    def forward(self, summary: torch.Tensor, d_in: int, d_out: int) -> torch.Tensor:
+        h = F.relu(F.linear(summary, self.fc1.weight[:, :d_in], self.fc1.bias))
+        return self.gamma * torch.sigmoid(F.linear(h, self.fc2.weight[:d_out], self.fc2.bias[:d_out]))
+
+
+class Attention(nn.Module):
+    """Multi-head causal self-attention with heads of fixed size; softmax or linear (ELU+1, L2-normalised)."""
+
+    def __init__(self, d: int, heads: int, head_size: int):
+        super().__init__()
+        self.head_size = head_size
+        inner = heads * head_size
+        self.q = nn.Linear(d, inner)
+        self.k = nn.Linear(d, inner)
+        self.v = nn.Linear(d, inner)
+        self.o = nn.Linear(inner, d)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        keep: torch.Tensor,
+        *,
+        d: int,
+        heads: int,
+        kind: str,
+        last_only: bool = False,
+        head_weights: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """x [B, L, d] → [B, L, d] (or [B, 1, d] with `last_only`: only the newest position is queried)."""
+        B, L, _ = x.shape
+        hs = self.head_size
+        inner = heads * hs
+
+        def proj(layer: nn.Linear, inp: torch.Tensor) -> torch.Tensor:
+            y = F.linear(inp, layer.weight[:inner, :d], layer.bias[:inner])
+            return y.view(B, inp.shape[1], heads, hs).transpose(1, 2)  # [B, H, L, hs]
+
+        xq = x[:, -1:] if last_only else x
+        q, k, v = proj(self.q, xq), proj(self.k, x), proj(self.v, x)
+        if kind == "softmax":
+            att = q @ k.transpose(-1, -2) * (1.0 / math.sqrt(hs)) + mask
+            y = att.softmax(dim=-1) @ v
+        else:
+            fq = F.normalize(F.elu(q) + 1.0, dim=-1)
+            fk = F.normalize(F.elu(k) + 1.0, dim=-1) * keep.view(B, 1, L, 1)
+            if last_only:
+                state = fk.transpose(-1, -2) @ v  # [B, H, hs, hs]: the whole history summed
+                num = fq @ state
+                den = (fq * fk.sum(dim=2, keepdim=True)).sum(-1, keepdim=True)
+            else:
+                state = torch.cumsum(fk.unsqueeze(-1) * v.unsqueeze(-2), dim=2)  # causal running sums
+                num = (fq.unsqueeze(-2) @ state).squeeze(-2)
+                den = (fq * torch.cumsum(fk, dim=2)).sum(-1, keepdim=True)
+            y = num / (den + 1e-6)
+        if head_weights is not None:
+            y = y * head_weights[:heads].view(1, heads, 1, 1)
+        y = y.transpose(1, 2).reshape(B, xq.shape[1], inner)
+        return F.linear(y, self.o.weight[:d, :inner], self.o.bias[:d])
+
+
+class FeedForward(nn.Module):
+    """Position-wise FFN, optionally scaled by the data-aware gates (inner activation and output)."""
+
+    def __init__(self, d: int, ffn: int):
+        super().__init__()
+        self.fc1 = nn.Linear(d, ffn)
+        self.fc2 = nn.Linear(ffn, d)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        *,
+        d: int,
+        ffn: int,
+        gate_inner: torch.Tensor | None = None,
+        gate_out: torch.Tensor | None = None,
+        ffn_weights: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        h = F.gelu(F.linear(x, self.fc1.weight[:ffn, :d], self.fc1.bias[:ffn]))
+        if gate_inner is not None:
+            h = h * gate_inner
+        if ffn_weights is not None:
+            h = h * ffn_weights[:ffn]
+        y = F.linear(h, self.fc2.weight[:d, :ffn], self.fc2.bias[:d])
+        if gate_out is not None:
+            y = y * gate_out
+        return y
+
+
+def layer_norm(ln: nn.LayerNorm, x: torch.Tensor, d: int) -> torch.Tensor:
+    """LayerNorm over the first d channels with the leading slice of its affine parameters."""
+    return F.layer_norm(x, (d,), ln.weight[:d], ln.bias[:d], ln.eps)
+
+
+class Block(nn.Module):
+    """Pre-LN transformer block: x + attn(ln(x)), then x + ffn(ln(x)) with optional gates."""
+
+    def __init__(self, d: int, heads: int, head_size: int, ffn: int, gates: bool):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(d)
+        self.attn = Attention(d, heads, head_size)
+        self.ln2 = nn.LayerNorm(d)
+        self.ffn = FeedForward(d, ffn)
+        self.gate_inner = Gate(d, ffn) if gates else None
+        self.gate_out = Gate(d, d) if gates else None
+
+
+class SASRec(nn.Module):
+    """SASRec (Kang & McAuley 2018), pre-LN, tied output embedding, positions counted from the newest item.
+
+    Built at the size of `arch`; `encode(..., active=smaller_arch)` runs a leading slice of it, which is
+    how the supernet (`easrec.model.supernet.Supernet`) shares weights.
+    """
+
+    def __init__(self, arch: Arch, n_items: int, dropout: float = 0.2):
+        super().__init__()
+        self.arch = arch
+        self.n_items = n_items
+        self.dropout = dropout
+        self.item_emb = nn.Embedding(n_items + 1, arch.d, padding_idx=0)
+        self.pos_emb = nn.Embedding(arch.max_len, arch.d)
+        self.blocks = nn.ModuleList(
+            Block(arch.d, layer.heads, arch.head_size, layer.ffn, arch.gates) for layer in arch.layers
+        )
+        self.ln_f = nn.LayerNorm(arch.d)
+        self.drop = nn.Dropout(dropout)
+        self.apply(_init_weights)
+
+    def encode(
+        self,
+        ids: torch.Tensor,
+        active: Arch | None = None,
+        *,
+        last_only: bool = False,
+        soft: SoftChoice | None = None,
+    ) -> torch.Tensor:
+        """Item ids [B, L] (left-padded with 0, newest last) → hidden states [B, L', d] ([B, d] with last_only)."""
+        arch = active or self.arch
+        L, d = arch.max_len, arch.d
+        ids = ids[:, -L:]  # reading only the newest L items: positions are counted from the newest
+        L = ids.shape[1]
+        keep = (ids != 0).to(self.item_emb.weight.dtype)  # [B, L]
+        pos = self.pos_emb.weight[:L, :d].flip(0)
+        x = F.embedding(ids, self.item_emb.weight[:, :d]) * math.sqrt(d) + pos
+        x = x * keep.unsqueeze(-1)
+        summary = None
+        if arch.gates:
+            # The gates read the history seen so far (a causal running mean of the embedded input),
+            # so training with a loss at every position cannot peek at future items through them.
+            counts = torch.cumsum(keep, dim=1).clamp(min=1.0).unsqueeze(-1)
+            summary = torch.cumsum(x, dim=1) / counts
+        x = self.drop(x)
+        causal = torch.triu(torch.full((L, L), NEG, dtype=x.dtype, device=x.device), diagonal=1)
+        full_mask = causal + (1.0 - keep).view(-1, 1, 1, L) * NEG  # [B, 1, L, L]
+        depth = arch.depth
+        mixed = None
+        for i in range(depth):
+            block = self.blocks[i]
+            layer = arch.layers[i]
+            final = last_only and i == depth - 1 and soft is None
+            mask = full_mask[:, :, -1:, :] if final else full_mask
+            h = layer_norm(block.ln1, x, d)
+            a = block.attn(
+                h, mask, keep, d=d, heads=layer.heads, kind=arch.attention, last_only=final,
+                head_weights=soft.head_weights[i] if soft and soft.head_weights else None,
+            )
+            x = (x[:, -1:] if final else x) + self.drop(a)
+            g_in = g_out = None
+            if arch.gates and block.gate_inner is not None:
+                s = summary[:, -1:] if final else summary
+                g_in = block.gate_inner(s, d, layer.ffn)
+                g_out = block.gate_out(s, d, d)
+            h = layer_norm(block.ln2, x, d)
+            f = block.ffn(
+                h, d=d, ffn=layer.ffn, gate_inner=g_in, gate_out=g_out,
+                ffn_weights=soft.ffn_weights[i] if soft and soft.ffn_weights else None,
+            )
+            x = x + self.drop(f)
+            x = x * (keep[:, -1:] if final else keep).unsqueeze(-1)
+            if soft is not None and soft.depth_weights is not None:
+                mixed = x * soft.depth_weights[i] if mixed is None else mixed + x * soft.depth_weights[i]
+        if mixed is not None:
+            x = mixed
+        x = layer_norm(self.ln_f, x, d)
+        if last_only:
+            return x[:, -1]
+        return x
+
+    def item_weights(self, active: Arch | None = None) -> torch.Tensor:
+        """The (tied) output embedding table [N+1, d] for the active width."""
+        d = (active or self.arch).d
+        return self.item_emb.weight[:, :d]
+
+    def score(self, hidden: torch.Tensor, active: Arch | None = None) -> torch.Tensor:
+        """Hidden states [..., d] → scores over the catalogue [..., N+1]; padding (index 0) scores NEG."""
+        logits = hidden @ self.item_weights(active).t()
+        return logits.index_fill(-1, torch.zeros(1, dtype=torch.long, device=logits.device), NEG)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """Scores of every item as the next one after each sequence's newest item: [B, N+1]."""
+        return self.score(self.encode(ids, last_only=True))
+
+    def loss(
+        self,
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        active: Arch | None = None,
+        *,
+        soft: SoftChoice | None = None,
+        kind: str = "ce",
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Next-item loss at every non-padded position: full-softmax CE (default) or BCE with one sampled negative."""
+        arch = active or self.arch
+        L = arch.max_len
+        inputs, targets = inputs[:, -L:], targets[:, -L:]
+        hidden = self.encode(inputs, active, soft=soft)
+        valid = targets != 0
+        h = hidden[valid]  # only positions with a target: less work on padded histories
+        t = targets[valid]
+        table = self.item_weights(active)
+        if kind == "ce":
+            logits = h @ table.t()
+            logits[:, 0] = NEG
+            return F.cross_entropy(logits, t)
+        if kind == "bce":
+            neg = torch.randint(1, self.n_items + 1, t.shape, device=t.device, generator=generator)
+            pos_logit = (h * table[t]).sum(-1)
+            neg_logit = (h * table[neg]).sum(-1)
+            return F.binary_cross_entropy_with_logits(pos_logit, torch.ones_like(pos_logit)) + F.binary_cross_entropy_with_logits(
+                neg_logit, torch.zeros_like(neg_logit)
+            )
+        raise ValueError(f"unknown loss kind {kind!r}")
+
+
+def _init_weights(module: nn.Module) -> None:
+    # nn.Module.apply visits children first, so a Gate re-initialises its own output layer last.
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, std=0.02 if module.padding_idx is None else 1.0 / math.sqrt(module.weight.shape[1]))
+        if module.padding_idx is not None:
+            with torch.no_grad():
+                module.weight[module.padding_idx].zero_()
+    elif isinstance(module, Gate):
+        nn.init.zeros_(module.fc2.bias)
+        nn.init.normal_(module.fc2.weight, std=0.01)
