@@ -44,3 +44,31 @@ def _fmt(value: Any) -> str:
 def progress_enabled(args: argparse.Namespace) -> bool:
     """Progress bars go to stderr; they are off with --json so stdout stays one JSON object."""
     return not getattr(args, "json", False)
+
+
+DATA_OPTIONS = ("user_col", "item_col", "time_col", "rating_col", "sep", "min_rating", "k_core")
+
+
+def add_data_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    """DATA (a path or a name) and the reader/filter options shared by every command that loads data."""
+    if required:
+        parser.add_argument("data", metavar="DATA", help="path (.inter, ratings.dat, u.data, csv/tsv/parquet) or name (synthetic, ml-100k, ml-1m)")
+    else:
+        parser.add_argument("data", metavar="DATA", nargs="?", default="synthetic", help="path or name (default: synthetic)")
+    g = parser.add_argument_group("data options")
+    g.add_argument("--user-col", help="user column name (CSV/TSV/Parquet)")
+    g.add_argument("--item-col", help="item column name")
+    g.add_argument("--time-col", help="timestamp column name")
+    g.add_argument("--rating-col", help="rating column name")
+    g.add_argument("--sep", help="field separator for CSV/TSV")
+    g.add_argument("--min-rating", type=float, help="keep interactions with rating >= this")
+    g.add_argument("--k-core", type=int, default=0, help="keep users and items with at least k interactions")
+
+
+def load_data_from_args(args: argparse.Namespace):
+    """Load the data set named by DATA and the data options; returns (dataset, data config for the run)."""
+    from easrec.data import load_dataset
+
+    options = {k: getattr(args, k) for k in DATA_OPTIONS if getattr(args, k, None) not in (None, 0)}
+    dataset = load_dataset(args.data, **options)
+    return dataset, {"spec": str(args.data), "options": options}

@@ -1,0 +1,6 @@
+"""Interaction data: readers, the synthetic generator, the leave-one-out split and batching."""
+
+from easrec.data.dataset import Dataset, Split, load_dataset, padded_tail, resolve
+from easrec.data.synthetic import synthetic_dataset
+
+__all__ = ["Dataset", "Split", "load_dataset", "padded_tail", "resolve", "synthetic_dataset"]

@@ -1,0 +1,329 @@
+"""Datasets as per-user chronological item sequences, the leave-one-out split and vectorised batching."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from easrec.errors import EasrecError
+
+log = logging.getLogger(__name__)
+
+PAD = "<pad>"
+
+
+def padded_tail(seqs: list[np.ndarray], max_len: int) -> np.ndarray:
+    """The last `max_len` items of every sequence, left-padded with 0: int64 [len(seqs), max_len]."""
+    if not isinstance(max_len, (int, np.integer)) or isinstance(max_len, bool) or max_len < 1:
+        raise EasrecError(f"max_len must be a positive integer, got {max_len!r}")
+    n = len(seqs)
+    out = np.zeros((n, int(max_len)), dtype=np.int64)
+    if n == 0:
+        return out
+    lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=n)
+    total = int(lengths.sum())
+    if total == 0:
+        return out
+    flat = np.concatenate(seqs).astype(np.int64, copy=False)
+    ends = np.cumsum(lengths)
+    take = np.minimum(lengths, max_len)
+    rows = np.repeat(np.arange(n), take)
+    # Position of each copied element inside its row's kept tail: 0..take-1.
+    starts = np.cumsum(take) - take
+    k = np.arange(int(take.sum())) - np.repeat(starts, take)
+    out[rows, max_len - take[rows] + k] = flat[ends[rows] - take[rows] + k]
+    return out
+
+
+@dataclass
+class Split:
+    """Chronological leave-one-out: last item = test target, second-to-last = validation target."""
+
+    train: list[np.ndarray]
+    valid_users: np.ndarray
+    valid_targets: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    test_targets: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def eval_arrays(self, which: Literal["valid", "test"], max_len: int) -> tuple[np.ndarray, np.ndarray]:
+        """inputs [n_users, max_len] int64 left-padded with 0 (most recent item last), targets [n_users] int64."""
+        if which not in ("valid", "test"):
+            raise EasrecError(f"which must be 'valid' or 'test', got {which!r}")
+        if which == "valid":
+            return padded_tail(self._eval_train(), max_len), self.valid_targets.copy()
+        # The test input is the train sequence plus the validation item: shift the validation
+        # input left by one and append, which is exactly the tail of train + [valid].
+        longer = padded_tail(self._eval_train(), max_len)
+        inputs = np.empty_like(longer)
+        inputs[:, :-1] = longer[:, 1:]
+        inputs[:, -1] = self.valid_targets
+        return inputs, self.test_targets.copy()
+
+    def train_arrays(self, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+        """SASRec whole-sequence training pairs: input = train[:-1] tail, target = train[1:] tail (0 = ignore)."""
+        if not isinstance(max_len, (int, np.integer)) or max_len < 1:
+            raise EasrecError(f"max_len must be a positive integer, got {max_len!r}")
+        keep = [s for s in self.train if len(s) >= 2]
+        both = padded_tail(keep, max_len + 1)
+        inputs = both[:, :-1].copy()
+        targets = both[:, 1:].copy()
+        # Where the input is padding the first real item would be a target with no history: ignore it.
+        targets[inputs == 0] = 0
+        return inputs, targets
+
+    def _eval_train(self) -> list[np.ndarray]:
+        cached = self.__dict__.get("_eval_train_cache")
+        if cached is None:
+            cached = [self.train[u] for u in self.valid_users]
+            self.__dict__["_eval_train_cache"] = cached
+        return cached
+
+    @property
+    def n_eval(self) -> int:
+        """Number of users with a validation and a test item."""
+        return int(len(self.valid_users))
+
+
+@dataclass
+class Dataset:
+    """Per-user chronological item sequences with ids re-indexed to 1..n_items (0 = padding)."""
+
+    name: str
+    sequences: list[np.ndarray]
+    n_items: int
+    raw_item_ids: list[str]
+    raw_user_ids: list[str]
+    source: str
+    _split: Split | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def n_users(self) -> int:
+        """Number of users (sequences)."""
+        return len(self.sequences)
+
+    def lengths(self) -> np.ndarray:
+        """Sequence length per user, int64."""
+        return np.fromiter((len(s) for s in self.sequences), dtype=np.int64, count=len(self.sequences))
+
+    def stats(self) -> dict:
+        """Users, items, interactions, density and sequence-length distribution as a JSON-able dict."""
+        lengths = self.lengths()
+        n_inter = int(lengths.sum())
+        users = len(lengths)
+        q = np.percentile(lengths, [25, 50, 75, 90, 99]) if users else np.zeros(5)
+        return {
+            "name": self.name,
+            "source": self.source,
+            "users": users,
+            "items": int(self.n_items),
+            "interactions": n_inter,
+            "density": n_inter / (users * self.n_items) if users and self.n_items else 0.0,
+            "seq_len": {
+                "min": int(lengths.min()) if users else 0,
+                "p25": float(q[0]),
+                "p50": float(q[1]),
+                "p75": float(q[2]),
+                "p90": float(q[3]),
+                "p99": float(q[4]),
+                "max": int(lengths.max()) if users else 0,
+                "mean": float(lengths.mean()) if users else 0.0,
+            },
+            "eval_users": self.split().n_eval,
+        }
+
+    def split(self) -> Split:
+        """Chronological leave-one-out split (cached)."""
+        if self._split is None:
+            lengths = self.lengths()
+            valid_users = np.flatnonzero(lengths >= 3).astype(np.int64)
+            train = [s[:-2] if len(s) >= 3 else s for s in self.sequences]
+            if len(valid_users):
+                valid_targets = np.fromiter((self.sequences[u][-2] for u in valid_users), np.int64, len(valid_users))
+                test_targets = np.fromiter((self.sequences[u][-1] for u in valid_users), np.int64, len(valid_users))
+            else:
+                valid_targets = np.zeros(0, np.int64)
+                test_targets = np.zeros(0, np.int64)
+            self._split = Split(train, valid_users, valid_targets, test_targets)
+        return self._split
+
+    def item_popularity(self) -> np.ndarray:
+        """Interaction counts per item index over the TRAIN part only; length n_items+1, [0] = 0."""
+        train = self.split().train
+        flat = np.concatenate(train) if train else np.zeros(0, np.int64)
+        counts = np.bincount(flat, minlength=self.n_items + 1).astype(np.int64)
+        counts[0] = 0
+        return counts
+
+    def mapping(self) -> dict:
+        """Raw ids for every index, saved with models so a device can translate ids."""
+        return {"items": list(self.raw_item_ids), "users": list(self.raw_user_ids)}
+
+
+def build_dataset(name: str, source: str, users: np.ndarray, items: np.ndarray, times: np.ndarray) -> Dataset:
+    """Group interactions (in file order) into chronological sequences and re-index ids.
+
+    Users get 0..U-1 in order of first appearance in the input; each user's interactions are sorted by
+    time, stable so ties keep input order; items get 1..N in order of first appearance when reading
+    users 0..U-1 in that chronological order.
+    """
+    import pandas as pd
+
+    users = np.asarray(users)
+    items = np.asarray(items)
+    times = np.asarray(times)
+    if len(users) == 0:
+        raise EasrecError(f"{source}: no interactions")
+    user_codes, user_uniques = pd.factorize(users, sort=False)
+    # Two stable sorts give a lexicographic (user, time) order that keeps input order on ties.
+    by_time = np.argsort(times, kind="stable")
+    order = by_time[np.argsort(user_codes[by_time], kind="stable")]
+    sorted_users = user_codes[order]
+    item_codes, item_uniques = pd.factorize(items[order], sort=False)
+    item_idx = item_codes.astype(np.int64) + 1
+    counts = np.bincount(sorted_users, minlength=len(user_uniques))
+    sequences = np.split(item_idx, np.cumsum(counts)[:-1])
+    return Dataset(
+        name=name,
+        sequences=list(sequences),
+        n_items=len(item_uniques),
+        raw_item_ids=[PAD] + [str(x) for x in item_uniques],
+        raw_user_ids=[str(x) for x in user_uniques],
+        source=source,
+    )
+
+
+def k_core_mask(user_codes: np.ndarray, item_codes: np.ndarray, k: int) -> np.ndarray:
+    """Rows kept when users and items with < k interactions are removed until none is left."""
+    keep = np.ones(len(user_codes), dtype=bool)
+    if k <= 1:
+        return keep
+    n_users = int(user_codes.max()) + 1 if len(user_codes) else 0
+    n_items = int(item_codes.max()) + 1 if len(item_codes) else 0
+    while True:
+        u_count = np.bincount(user_codes[keep], minlength=n_users)
+        i_count = np.bincount(item_codes[keep], minlength=n_items)
+        new_keep = keep & (u_count[user_codes] >= k) & (i_count[item_codes] >= k)
+        if new_keep.sum() == keep.sum():
+            return new_keep
+        keep = new_keep
+
+
+# --- names and paths ---------------------------------------------------------------------------------
+
+SYNTHETIC_NAMES = ("synthetic", "synthetic-small")
+REAL_NAMES = ("ml-100k", "ml-1m", "ml-20m")
+KNOWN_NAMES = SYNTHETIC_NAMES + REAL_NAMES
+_DIR_CANDIDATES = ("ratings.dat", "u.data", "ratings.csv")
+_FILE_SUFFIXES = (".inter", ".dat", ".data", ".csv", ".tsv", ".parquet", ".pq", ".txt")
+
+
+def shared_datasets_dir() -> Path:
+    """`../shared/datasets` next to the repository checkout."""
+    return Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
+
+
+def _file_in_dir(directory: Path) -> Path:
+    inter = sorted(directory.glob("*.inter"))
+    if len(inter) == 1:
+        return inter[0]
+    if len(inter) > 1:
+        raise EasrecError(f"{directory}: several .inter files ({', '.join(p.name for p in inter)}); name one")
+    for name in _DIR_CANDIDATES:
+        if (directory / name).is_file():
+            return directory / name
+    raise EasrecError(f"{directory}: no *.inter, ratings.dat, u.data or ratings.csv inside")
+
+
+def resolve(spec: str | Path) -> Path | str:
+    """The data file a spec names: a Path for files, directories and MovieLens names; synthetic names as str."""
+    from easrec.data.fetch import cached_ratings_path
+
+    text = str(spec)
+    path = Path(os.path.expanduser(text))
+    if path.is_dir():
+        return _file_in_dir(path)
+    if path.is_file():
+        return path
+    if not isinstance(spec, Path) and text in SYNTHETIC_NAMES:
+        return text
+    if not isinstance(spec, Path) and text in REAL_NAMES:
+        if text == "ml-100k":
+            shared = shared_datasets_dir() / "ml-100k"
+            if shared.is_dir():
+                return _file_in_dir(shared)
+        cached = cached_ratings_path(text)
+        if cached.is_file():
+            return cached
+        raise EasrecError(f"data set {text} not found at {cached}; run `easrec data fetch {text}` first")
+    looks_like_path = isinstance(spec, Path) or os.sep in text or "/" in text or path.suffix.lower() in _FILE_SUFFIXES
+    if looks_like_path:
+        raise EasrecError(f"data file not found: {path}")
+    raise EasrecError(f"unknown data set '{text}' (known: {', '.join(KNOWN_NAMES)}; or give a file path)")
+
+
+def load_dataset(
+    spec: str | Path,
+    *,
+    user_col: str | None = None,
+    item_col: str | None = None,
+    time_col: str | None = None,
+    rating_col: str | None = None,
+    sep: str | None = None,
+    min_rating: float | None = None,
+    k_core: int = 0,
+    seed: int = 0,
+) -> Dataset:
+    """Load a data set by name or path, filter it and return chronological per-user sequences."""
+    import pandas as pd
+
+    from easrec.data.readers import read_interactions
+    from easrec.data.synthetic import synthetic_dataset
+
+    if k_core < 0:
+        raise EasrecError(f"k_core must be >= 0, got {k_core}")
+    target = resolve(spec)
+    if isinstance(target, str):
+        if target == "synthetic-small":
+            ds = synthetic_dataset(n_users=200, n_items=300, mean_len=30, seed=seed)
+        else:
+            ds = synthetic_dataset(seed=seed)
+        if min_rating is not None:
+            raise EasrecError(f"{target}: min_rating does not apply (synthetic data has no ratings)")
+        if k_core > 1:
+            users = np.repeat(np.arange(ds.n_users), ds.lengths())
+            items = np.concatenate(ds.sequences)
+            keep = k_core_mask(users, items, k_core)
+            if not keep.any():
+                raise EasrecError(f"{target}: no user left after filtering (k_core={k_core})")
+            # Timestamps are implied by the sequence order, so positions serve as times.
+            pos = np.arange(len(items))
+            raw_items = np.asarray(ds.raw_item_ids, dtype=object)
+            raw_users = np.asarray(ds.raw_user_ids, dtype=object)
+            ds = build_dataset(target, target, raw_users[users[keep]], raw_items[items[keep]], pos[keep])
+        return ds
+
+    path = target
+    frame = read_interactions(path, user_col=user_col, item_col=item_col, time_col=time_col,
+                              rating_col=rating_col, sep=sep)
+    n_read = len(frame)
+    if min_rating is not None:
+        if "rating" not in frame.columns:
+            raise EasrecError(f"{path}: min_rating given but the file has no rating column (pass --rating-col)")
+        frame = frame[frame["rating"].to_numpy() >= min_rating]
+    if k_core > 1 and len(frame):
+        ucodes, _ = pd.factorize(frame["user"].to_numpy(), sort=False)
+        icodes, _ = pd.factorize(frame["item"].to_numpy(), sort=False)
+        frame = frame[k_core_mask(ucodes, icodes, k_core)]
+    if len(frame) == 0:
+        raise EasrecError(
+            f"{path}: no user left after filtering (min_rating={min_rating}, k_core={k_core}; {n_read} rows read)"
+        )
+    name = str(spec) if not isinstance(spec, Path) and str(spec) in REAL_NAMES else path.stem
+    ds = build_dataset(name, str(path), frame["user"].to_numpy(), frame["item"].to_numpy(), frame["time"].to_numpy())
+    log.info("loaded %s: %d users, %d items, %d interactions (%d rows read)",
+             path, ds.n_users, ds.n_items, len(frame), n_read)
+    return ds

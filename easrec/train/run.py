@@ -1,0 +1,90 @@
+"""`easrec train` as a library call: data → SASRec → early-stopped training → run directory."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import resource
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from easrec import __version__
+from easrec.data import Dataset
+from easrec.errors import EasrecError
+from easrec.model import SASRec
+from easrec.space import Arch, LayerArch
+from easrec.train.checkpoint import MODEL_FILE, save_model, write_json
+from easrec.train.evaluate import evaluate_model
+from easrec.train.trainer import TrainConfig, train_model
+
+log = logging.getLogger(__name__)
+
+
+def sasrec_arch(max_len: int = 200, d: int = 64, layers: int = 2, heads: int = 2, ffn: int = 256,
+                attention: str = "softmax", gates: bool = False) -> Arch:
+    """A plain SASRec architecture; heads split the width d as in the original model."""
+    for name, value in (("max-len", max_len), ("d", d), ("layers", layers), ("heads", heads), ("ffn", ffn)):
+        if value < 1:
+            raise EasrecError(f"--{name} must be at least 1, got {value}")
+    if d % heads:
+        raise EasrecError(f"--d ({d}) must be divisible by --heads ({heads})")
+    return Arch(max_len, d, tuple(LayerArch(heads, ffn) for _ in range(layers)), attention, gates, d // heads)
+
+
+def test_metrics(model: SASRec, dataset: Dataset, keep_seen: bool, active: Arch | None = None) -> dict:
+    """Full-ranking test metrics, plus the other seen-items convention for comparison with RecBole."""
+    split = dataset.split()
+    test = evaluate_model(model, split, "test", active=active, keep_seen=keep_seen)
+    other = evaluate_model(model, split, "test", active=active, keep_seen=not keep_seen)
+    return {"test": test, ("test_excluding_seen" if keep_seen else "test_keep_seen"): other}
+
+
+def write_run(out: Path, model: SASRec, dataset: Dataset, data_cfg: dict, train_cfg: TrainConfig, result, metrics: dict,
+              extra_config: dict | None = None) -> None:
+    """Write the run directory: config, arch, mapping, model weights, metrics."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "config.json", {"data": data_cfg, "train": asdict(train_cfg), **(extra_config or {}),
+                                      "versions": versions()})
+    write_json(out / "arch.json", model.arch.to_dict())
+    write_json(out / "mapping.json", dataset.mapping())
+    save_model(model, out / MODEL_FILE)
+    write_json(out / "metrics.json", metrics)
+
+
+def versions() -> dict:
+    """Versions that produced a result."""
+    return {"easrec": __version__, "torch": torch.__version__, "python": platform.python_version()}
+
+
+def train_run(dataset: Dataset, data_cfg: dict, arch: Arch, cfg: TrainConfig, out: Path, *, dropout: float = 0.2,
+              resume: bool = False, on_epoch: Callable[[dict], None] | None = None) -> dict:
+    """Train a SASRec of `arch` on `dataset` and write the run directory; returns metrics.json's content."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if arch.max_len < 1:
+        raise EasrecError(f"--max-len must be at least 1, got {arch.max_len}")
+    torch.manual_seed(cfg.seed)
+    model = SASRec(arch, dataset.n_items, dropout)
+    split = dataset.split()
+    result = train_model(model, split, cfg, out, resume=resume, on_epoch=on_epoch)
+    metrics = {
+        "valid": result.best_valid,
+        **test_metrics(model, dataset, cfg.keep_seen),
+        "protocol": "full",
+        "keep_seen": cfg.keep_seen,
+        "best_epoch": result.best_epoch,
+        "epochs": len(result.epoch_seconds),
+        "epoch_seconds": result.epoch_seconds,
+        "train_seconds": result.train_seconds,
+        "seconds_to_best": result.seconds_to_best,
+        "samples_per_second": result.samples_per_second,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "params": sum(p.numel() for p in model.parameters()),
+        "arch": arch.to_dict(),
+        "history": result.history,
+    }
+    write_run(out, model, dataset, data_cfg, cfg, result, metrics, {"dropout": dropout})
+    return metrics
