@@ -1,0 +1,251 @@
+"""`android:SERIAL`: a phone over adb, timed by ExecuTorch's own `executor_runner`.
+
+The user builds `executor_runner` for the phone (arm64-v8a, XNNPACK) and passes it as the
+`runner=PATH` option. The `.pte`, the runner and the inputs (raw little-endian int64 `.bin` files)
+go to /data/local/tmp/easrec/; the runner's per-iteration lines
+(`Iteration i of n: x ms`, printed through ET_LOG) are parsed and the warm-up iterations dropped.
+Every adb command line is built by `AndroidDevice.adb_command` and run by `run_command`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shlex
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from easrec.devices.base import Device
+from easrec.devices.timing import LatencyStats, is_stable, summarize
+
+log = logging.getLogger(__name__)
+
+REMOTE_DIR = "/data/local/tmp/easrec"
+RUNNER_NAME = "executor_runner"
+
+_ITER_RE = re.compile(r"Iteration (\d+) of (\d+): ([0-9.eE+-]+) ms")
+_LOAD_RE = re.compile(r"Model loaded in ([0-9.eE+-]+) ms")
+_TOTAL_RE = re.compile(r"Model executed successfully (\d+) time\(s\) in ([0-9.eE+-]+) ms")
+_CRASH_RE = re.compile(r"(Aborted|Segmentation fault|Illegal instruction|Bus error|CANNOT LINK EXECUTABLE|"
+                       r"not executable|Permission denied|inaccessible or not found|No such file)")
+_GONE_RE = re.compile(r"(device '[^']*' not found|device not found|no devices/emulators found|device offline|"
+                      r"device unauthorized|device still authorizing)", re.I)
+
+
+def run_command(cmd: list[str], *, timeout: float) -> subprocess.CompletedProcess:
+    """Run one adb command line, capturing text output (the single place adb is executed)."""
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def parse_executor_runner_output(text: str, num_executions: int | None = None) -> dict[str, Any]:
+    """Per-iteration times (ms, in order), load time and total from executor_runner's log lines.
+
+    Works on the posix PAL's stderr lines and on logcat lines alike. With `num_executions`, only
+    the last complete block `1..num_executions` counts (logcat may hold earlier runs).
+    """
+    iters: list[tuple[int, int, float]] = [
+        (int(m.group(1)), int(m.group(2)), float(m.group(3))) for m in _ITER_RE.finditer(text)
+    ]
+    if num_executions is not None:
+        iters = [it for it in iters if it[1] == num_executions]
+        starts = [k for k, it in enumerate(iters) if it[0] == 1]
+        if starts:
+            iters = iters[starts[-1]:]
+    times = [t for _, _, t in iters]
+    if iters and [i for i, _, _ in iters] != list(range(1, len(iters) + 1)):
+        raise ValueError("iteration lines are out of order or missing")
+    loads = _LOAD_RE.findall(text)
+    totals = _TOTAL_RE.findall(text)
+    return {
+        "iterations_ms": times,
+        "load_ms": float(loads[-1]) if loads else None,
+        "executions": int(totals[-1][0]) if totals else None,
+        "total_ms": float(totals[-1][1]) if totals else None,
+    }
+
+
+class AndroidDevice(Device):
+    """An Android phone reached with adb; options: runner (executor_runner built for the phone), adb."""
+
+    kind = "android"
+
+    def __init__(self, serial: str, *, runner: str | Path | None = None, adb: str | None = None,
+                 remote_dir: str = REMOTE_DIR, timeout: float = 600.0) -> None:
+        super().__init__(f"android:{serial}")
+        self.serial = serial
+        self.runner = Path(runner) if runner else None
+        self.adb = adb
+        self.remote_dir = remote_dir.rstrip("/")
+        self.timeout = timeout
+
+    # -- adb -----------------------------------------------------------------------------------
+    def _adb_path(self, step: str) -> str:
+        adb = self.adb or shutil.which("adb")
+        if not adb:
+            raise self.fail(step, "`adb` is not on PATH (install Android platform-tools or pass adb=PATH)")
+        return adb
+
+    def adb_command(self, *args: str) -> list[str]:
+        """The full command line `adb -s SERIAL ARGS...` (the only builder of adb command lines)."""
+        return [self.adb or shutil.which("adb") or "adb", "-s", self.serial, *args]
+
+    def _adb(self, step: str, *args: str, timeout: float | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        self._adb_path(step)
+        cmd = self.adb_command(*args)
+        log.debug("%s: %s", self.name, shlex.join(cmd))
+        try:
+            out = run_command(cmd, timeout=timeout or self.timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise self.fail(step, f"adb timed out after {exc.timeout:.0f} s") from exc
+        except OSError as exc:
+            raise self.fail(step, f"cannot run adb: {exc}") from exc
+        text = f"{out.stdout or ''}\n{out.stderr or ''}"
+        gone = _GONE_RE.search(text)
+        if gone:
+            raise self.fail(step, f"{gone.group(1)} (is it plugged in and authorized? see `adb devices`)")
+        if check and out.returncode != 0:
+            raise self.fail(step, _tail(out) or f"adb exit status {out.returncode}")
+        return out
+
+    def _shell(self, step: str, command: str, **kw: Any) -> str:
+        return self._adb(step, "shell", command, **kw).stdout.strip()
+
+    # -- Device API ----------------------------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        """Model, Android release, ABI, SoC and cpu0's frequency governor."""
+        prop = lambda name: self._shell("reading device properties", f"getprop {name}", timeout=30)  # noqa: E731
+        governor = self._adb("reading cpu governor", "shell", "cat /sys/devices/system/cpu/cpu0/cpufreq/scaling_governor",
+                             timeout=30, check=False)
+        return {
+            "kind": "android",
+            "spec": self.name,
+            "serial": self.serial,
+            "model": prop("ro.product.model"),
+            "os": f"Android {prop('ro.build.version.release')}",
+            "machine": prop("ro.product.cpu.abi"),
+            "cpu": prop("ro.soc.model") or None,
+            "governor": governor.stdout.strip() if governor.returncode == 0 else None,
+            "runtime": "executorch",
+        }
+
+    def energy_supported(self) -> bool:
+        """Whether the battery exposes current and voltage readings."""
+        out = self._adb("reading battery", "shell", "cat /sys/class/power_supply/battery/current_now "
+                        "/sys/class/power_supply/battery/voltage_now", timeout=30, check=False)
+        return out.returncode == 0 and len(out.stdout.split()) == 2
+
+    def push(self, artifact: Path) -> str:
+        """Copy a file to /data/local/tmp/easrec/ on the phone; return its path there."""
+        artifact = Path(artifact)
+        step = f"copying {artifact.name}"
+        if not artifact.is_file():
+            raise self.fail(step, f"no such local file {artifact}")
+        self._adb(step, "shell", f"mkdir -p {self.remote_dir}", timeout=60)
+        remote = f"{self.remote_dir}/{artifact.name}"
+        self._adb(step, "push", str(artifact), remote)
+        return remote
+
+    def push_runner(self) -> str:
+        """Copy the user's executor_runner and make it executable."""
+        if self.runner is None:
+            raise self.fail("copying executor_runner", "no runner given: pass runner=PATH to an executor_runner "
+                            "built for the phone (arm64-v8a, XNNPACK)")
+        if not self.runner.is_file():
+            raise self.fail("copying executor_runner", f"no such file {self.runner}")
+        self._adb("copying executor_runner", "shell", f"mkdir -p {self.remote_dir}", timeout=60)
+        remote = f"{self.remote_dir}/{RUNNER_NAME}"
+        self._adb("copying executor_runner", "push", str(self.runner), remote)
+        self._adb("copying executor_runner", "shell", f"chmod 755 {remote}", timeout=60)
+        return remote
+
+    def push_inputs(self, inputs: list[np.ndarray]) -> list[str]:
+        """Write each input as raw little-endian int64 (input_K.bin) and copy it to the phone."""
+        remote = []
+        with tempfile.TemporaryDirectory(prefix="easrec-adb-") as tmp:
+            for k, arr in enumerate(inputs):
+                arr = np.asarray(arr)
+                if arr.dtype != np.int64:
+                    raise self.fail("writing inputs", f"input {k} has dtype {arr.dtype}, expected int64 item ids")
+                path = Path(tmp) / f"input_{k}.bin"
+                path.write_bytes(np.ascontiguousarray(arr).astype("<i8", copy=False).tobytes())
+                remote.append(self.push(path))
+        return remote
+
+    def runner_command(self, runner: str, model: str, inputs: list[str], executions: int, threads: int) -> str:
+        """The shell line run on the phone (stderr merged: the posix PAL logs there)."""
+        args = [runner, f"--model_path={model}", f"--num_executions={executions}", f"--cpu_threads={threads}"]
+        if inputs:
+            args.append(f"--inputs={','.join(inputs)}")
+        return f"cd {self.remote_dir} && {shlex.join(args)} 2>&1"
+
+    def _run_once(self, runner: str, model: str, inputs: list[str], executions: int, threads: int,
+                  name: str) -> dict[str, Any]:
+        step = f"running executor_runner on {name}"
+        out = self._adb(step, "shell", self.runner_command(runner, model, inputs, executions, threads), check=False)
+        text = f"{out.stdout or ''}\n{out.stderr or ''}"
+        if out.returncode != 0:
+            crash = _CRASH_RE.search(text)
+            detail = crash.group(0) if crash else _tail(out)
+            raise self.fail(step, f"exit status {out.returncode}: {detail}")
+        parsed = parse_executor_runner_output(text, executions)
+        if not parsed["iterations_ms"]:
+            # An executor_runner built with the android PAL logs to logcat, not to stdout.
+            logcat = self._adb(step, "logcat", "-d", "-s", "ExecuTorch:I", timeout=60, check=False)
+            parsed = parse_executor_runner_output(logcat.stdout or "", executions)
+        if len(parsed["iterations_ms"]) != executions:
+            if parsed["executions"] is not None:
+                detail = ("it printed only a total time; build an executor_runner that logs "
+                          "'Iteration i of n: x ms' per iteration")
+            else:
+                crash = _CRASH_RE.search(text)
+                detail = crash.group(0) if crash else f"found {len(parsed['iterations_ms'])} of {executions} iteration times"
+            raise self.fail(step, detail)
+        return parsed
+
+    def measure(
+        self,
+        artifact: Path,
+        inputs: list[np.ndarray],
+        *,
+        threads: int = 1,
+        warmup: int = 10,
+        min_runs: int = 30,
+        max_runs: int = 200,
+        max_seconds: float = 10.0,
+        rel_tol: float = 0.02,
+    ) -> LatencyStats:
+        """Run executor_runner for warmup+min_runs iterations (more batches until stable or max_runs)."""
+        artifact = Path(artifact)
+        if artifact.suffix.lower() != ".pte":
+            raise self.fail(f"measuring {artifact.name}", "android measures ExecuTorch .pte artifacts only")
+        self._adb_path(f"measuring {artifact.name}")
+        runner = self.push_runner()
+        model = self.push(artifact)
+        remote_inputs = self.push_inputs(list(inputs))
+        samples: list[float] = []
+        first_ms = load_ms = None
+        t0 = time.perf_counter()
+        max_runs = max(1, max_runs)
+        while len(samples) < max_runs:
+            batch = min(max(1, min_runs), max_runs - len(samples))
+            parsed = self._run_once(runner, model, remote_inputs, warmup + batch, threads, artifact.name)
+            if first_ms is None:
+                first_ms = parsed["iterations_ms"][0]
+                load_ms = parsed["load_ms"]
+            samples.extend(parsed["iterations_ms"][warmup:])
+            if is_stable(samples, rel_tol) or time.perf_counter() - t0 >= max_seconds:
+                break
+        stats = summarize(samples, len(samples), load_ms, first_ms)
+        log.info("%s: %s median %.3f ms over %d runs", self.name, artifact.name, stats.median_ms, stats.runs)
+        return stats
+
+
+def _tail(out: subprocess.CompletedProcess) -> str:
+    lines = [l.strip() for l in f"{out.stdout or ''}\n{out.stderr or ''}".splitlines() if l.strip()]
+    return lines[-1] if lines else ""

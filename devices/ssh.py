@@ -1,0 +1,204 @@
+"""`ssh:USER@HOST[:PORT]`: a Linux board (Raspberry Pi, Jetson) with Python, easrec and the runtime.
+
+Uses the system `ssh`/`scp` (key authentication only, never a password prompt). The artifact and an
+`inputs.npz` go to a remote temporary directory; `PYTHON -m easrec.devices.remote` measures there
+and prints one JSON object, which is parsed here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from easrec.devices.base import Device
+from easrec.devices.timing import LatencyStats
+
+log = logging.getLogger(__name__)
+
+
+def run_command(cmd: list[str], *, timeout: float) -> subprocess.CompletedProcess:
+    """Run one command line, capturing text output (the single place ssh/scp are executed)."""
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+class SshDevice(Device):
+    """A remote Linux machine reached with `ssh`; options: identity, python, known_hosts, timeout."""
+
+    kind = "ssh"
+
+    def __init__(
+        self,
+        host: str,
+        user: str | None = None,
+        port: int | None = None,
+        *,
+        identity: str | Path | None = None,
+        python: str = "python3",
+        known_hosts: str | Path | None = None,
+        connect_timeout: int = 10,
+        timeout: float = 900.0,
+        keep: bool = False,
+    ) -> None:
+        target = f"{user}@{host}" if user else host
+        super().__init__(f"ssh:{target}" + (f":{port}" if port else ""))
+        self.host, self.user, self.port = host, user, port
+        self.target = target
+        self.identity = str(identity) if identity else None
+        self.python = python
+        self.known_hosts = str(known_hosts) if known_hosts else None
+        self.connect_timeout = int(connect_timeout)
+        self.timeout = float(timeout)
+        self.keep = keep
+        self._remote_dir: str | None = None
+
+    # -- command lines -------------------------------------------------------------------------
+    def _options(self) -> list[str]:
+        opts = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new",
+                "-o", f"ConnectTimeout={self.connect_timeout}"]
+        if self.known_hosts:
+            opts += ["-o", f"UserKnownHostsFile={self.known_hosts}"]
+        if self.identity:
+            opts += ["-i", self.identity, "-o", "IdentitiesOnly=yes"]
+        return opts
+
+    def ssh_command(self, remote: str) -> list[str]:
+        """`ssh ... TARGET REMOTE` (REMOTE is one shell command line for the remote side)."""
+        return ["ssh", *self._options(), *(["-p", str(self.port)] if self.port else []), self.target, remote]
+
+    def scp_command(self, local: Path, remote_path: str) -> list[str]:
+        """`scp ... LOCAL TARGET:REMOTE_PATH`."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        dest = f"{self.user}@{host}" if self.user else host
+        return ["scp", "-q", *self._options(), *(["-P", str(self.port)] if self.port else []),
+                str(local), f"{dest}:{remote_path}"]
+
+    def _exec(self, cmd: list[str], step: str, timeout: float | None = None) -> subprocess.CompletedProcess:
+        if shutil.which(cmd[0]) is None:
+            raise self.fail(step, f"`{cmd[0]}` is not installed (install openssh-client)")
+        log.debug("%s: %s", self.name, shlex.join(cmd))
+        try:
+            out = run_command(cmd, timeout=timeout or self.timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise self.fail(step, f"timed out after {exc.timeout:.0f} s") from exc
+        except OSError as exc:
+            raise self.fail(step, str(exc)) from exc
+        if out.returncode != 0:
+            raise self.fail(step, _last_error_line(out) or f"exit status {out.returncode}")
+        return out
+
+    # -- Device API ----------------------------------------------------------------------------
+    def remote_dir(self) -> str:
+        """A private temporary directory on the remote side (created on first use)."""
+        if self._remote_dir is None:
+            out = self._exec(self.ssh_command("mktemp -d /tmp/easrec.XXXXXX"), "connecting", timeout=60)
+            lines = out.stdout.strip().splitlines()
+            if not lines or not lines[-1].startswith("/"):
+                raise self.fail("connecting", f"mktemp printed {out.stdout.strip()!r}")
+            self._remote_dir = lines[-1].strip()
+        return self._remote_dir
+
+    def close(self) -> None:
+        """Remove the remote temporary directory (best effort)."""
+        if self._remote_dir and not self.keep:
+            try:
+                self._exec(self.ssh_command(f"rm -rf {shlex.quote(self._remote_dir)}"), "cleaning up", timeout=60)
+            except Exception as exc:
+                log.warning("%s: could not remove %s: %s", self.name, self._remote_dir, exc)
+        self._remote_dir = None
+
+    def push(self, artifact: Path) -> str:
+        """Copy a file into the remote temporary directory; return its remote path."""
+        artifact = Path(artifact)
+        if not artifact.is_file():
+            raise self.fail(f"copying {artifact.name}", f"no such local file {artifact}")
+        remote = f"{self.remote_dir()}/{artifact.name}"
+        self._exec(self.scp_command(artifact, remote), f"copying {artifact.name}")
+        return remote
+
+    def _remote_json(self, args: list[str], step: str) -> dict[str, Any]:
+        cmd = self.ssh_command(shlex.join([self.python, "-m", "easrec.devices.remote", *args]))
+        if shutil.which("ssh") is None:
+            raise self.fail(step, "`ssh` is not installed (install openssh-client)")
+        try:
+            out = run_command(cmd, timeout=self.timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise self.fail(step, f"timed out after {exc.timeout:.0f} s") from exc
+        obj = parse_json_object(out.stdout)
+        if obj is None:
+            raise self.fail(step, _last_error_line(out) or f"exit status {out.returncode} and no JSON on stdout")
+        if "error" in obj:
+            raise self.fail(step, obj["error"])
+        if out.returncode != 0:
+            raise self.fail(step, f"exit status {out.returncode}")
+        return obj
+
+    def info(self) -> dict[str, Any]:
+        """The remote machine's fingerprint (from `PYTHON -m easrec.devices.remote info`)."""
+        obj = self._remote_json(["info"], "reading info")
+        return {**obj.get("info", {}), "kind": "ssh", "spec": self.name}
+
+    def measure(
+        self,
+        artifact: Path,
+        inputs: list[np.ndarray],
+        *,
+        threads: int = 1,
+        warmup: int = 10,
+        min_runs: int = 30,
+        max_runs: int = 200,
+        max_seconds: float = 10.0,
+    ) -> LatencyStats:
+        """Copy artifact + inputs.npz, measure remotely, parse the JSON stats."""
+        from easrec.devices.remote import save_inputs
+
+        artifact = Path(artifact)
+        try:
+            remote_artifact = self.push(artifact)
+            with tempfile.TemporaryDirectory(prefix="easrec-ssh-") as tmp:
+                npz = Path(tmp) / "inputs.npz"
+                save_inputs(npz, list(inputs))
+                remote_inputs = self.push(npz)
+            obj = self._remote_json(
+                ["measure", "--artifact", remote_artifact, "--inputs", remote_inputs,
+                 "--threads", str(threads), "--warmup", str(warmup), "--min-runs", str(min_runs),
+                 "--max-runs", str(max_runs), "--max-seconds", str(max_seconds)],
+                f"measuring {artifact.name}",
+            )
+        finally:
+            if self._remote_dir is not None:
+                self.close()
+        if "stats" not in obj:
+            raise self.fail(f"measuring {artifact.name}", "the remote JSON has no 'stats'")
+        self.last_info = {**obj.get("info", {}), "kind": "ssh", "spec": self.name}
+        stats = LatencyStats.from_dict(obj["stats"])
+        log.info("%s: %s median %.3f ms over %d runs", self.name, artifact.name, stats.median_ms, stats.runs)
+        return stats
+
+
+def parse_json_object(stdout: str) -> dict[str, Any] | None:
+    """The one JSON object on stdout (the last line that parses as an object), or None."""
+    for line in reversed(stdout.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(obj, dict):
+                return obj
+    return None
+
+
+def _last_error_line(out: subprocess.CompletedProcess) -> str:
+    """The most telling line of a failed command's stderr (ssh puts the reason last)."""
+    lines = [l.strip() for l in (out.stderr or "").splitlines() if l.strip()]
+    lines = [l for l in lines if not l.startswith("Warning: Permanently added")]
+    return lines[-1] if lines else ""
