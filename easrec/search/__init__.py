@@ -1,0 +1,1 @@
+"""Architecture search strategies over the supernet, driven by a `CostModel`."""

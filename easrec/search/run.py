@@ -1,0 +1,132 @@
+"""`easrec search` as a library call: budget → supernet search → subnet → fine-tune → run directory."""
+
+from __future__ import annotations
+
+import logging
+import resource
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from easrec.cost import CostModel
+from easrec.cost.flops import FlopsCostModel
+from easrec.data import Dataset
+from easrec.errors import EasrecError
+from easrec.model import SASRec, Supernet
+from easrec.search.gates import GatesConfig, config_dict, gates_search, write_search_log
+from easrec.space import SearchSpace, reference_arch
+from easrec.train.checkpoint import write_json
+from easrec.train.run import test_metrics, write_run
+from easrec.train.trainer import TrainConfig, train_model
+
+log = logging.getLogger(__name__)
+
+UNIT_FLAGS = {"ms": "--budget-ms", "MFLOPs": "--budget-mflops", "mJ": "--budget-mj"}
+
+
+def load_cost_model(space: SearchSpace, n_items: int, lut: Path | None) -> CostModel:
+    """The measured LUT when given (checked against the space and catalogue), else analytic FLOPs."""
+    if lut is None:
+        return FlopsCostModel(space, n_items)
+    from easrec.profiling.lut import LatencyTable
+
+    table = LatencyTable.load(lut, space=space)
+    lut_items = getattr(table, "n_items", None)
+    if lut_items is not None and lut_items != n_items:
+        log.warning("%s was measured for %d items, the data has %d: scoring cost is extrapolated", lut, lut_items, n_items)
+    return table
+
+
+def resolve_budget(cost_model: CostModel, *, ratio: float | None = None, value: float | None = None, unit: str | None = None) -> float:
+    """A budget in the cost model's unit: `ratio` × the reference SASRec's cost, or an absolute `value` in `unit`."""
+    if ratio is not None:
+        if not ratio > 0:
+            raise EasrecError(f"--budget-ratio must be positive, got {ratio}")
+        return ratio * cost_model.cost(reference_arch())
+    if value is None:
+        raise EasrecError("give a budget: --budget-ratio, --budget-ms, --budget-mflops or --budget-mj")
+    if unit != cost_model.unit:
+        have = UNIT_FLAGS.get(cost_model.unit, cost_model.unit)
+        raise EasrecError(f"{UNIT_FLAGS.get(unit, unit)} needs a cost model in {unit}, but this one is in {cost_model.unit} (use {have} or --budget-ratio)")
+    return value
+
+
+def search_run(
+    dataset: Dataset,
+    data_cfg: dict,
+    out: Path,
+    *,
+    cost_model: CostModel,
+    budget: float,
+    gates_cfg: GatesConfig,
+    finetune: TrainConfig,
+    retrain: str = "inherit",
+    dropout: float = 0.2,
+    resume: bool = False,
+    on_epoch: Callable[[str, dict], None] | None = None,
+    extra_config: dict | None = None,
+) -> dict:
+    """Search, fine-tune (or retrain from scratch) the chosen subnet, evaluate, and write the run directory."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if retrain not in ("inherit", "scratch"):
+        raise EasrecError(f"--retrain must be inherit or scratch, got {retrain!r}")
+    space = cost_model.space
+    torch.manual_seed(gates_cfg.seed)
+    supernet = Supernet(space, dataset.n_items, dropout)
+    split = dataset.split()
+    t0 = time.perf_counter()
+    result = gates_search(supernet, split, cost_model, budget, gates_cfg, out, resume=resume,
+                          on_epoch=(lambda r: on_epoch("search", r)) if on_epoch else None)
+    write_search_log(out / "search_log.jsonl", result.log)
+    arch = result.arch
+    log.info("chosen %s: %.4g %s (budget %.4g)", arch.describe(), result.predicted_cost, cost_model.unit, budget)
+    if retrain == "inherit":
+        model = supernet.extract(arch)
+    else:
+        torch.manual_seed(finetune.seed)
+        model = SASRec(arch, dataset.n_items, dropout)
+    model.dropout = dropout
+    model.drop.p = dropout
+    ft_dir = out / "finetune"
+    ft_dir.mkdir(exist_ok=True)
+    ft = train_model(model, split, finetune, ft_dir, resume=resume and (ft_dir / "checkpoint.pt").exists(),
+                     on_epoch=(lambda r: on_epoch("finetune", r)) if on_epoch else None)
+    total_seconds = time.perf_counter() - t0
+    reference_cost = cost_model.cost(reference_arch())
+    metrics = {
+        "valid": ft.best_valid,
+        **test_metrics(model, dataset, finetune.keep_seen),
+        "protocol": "full",
+        "keep_seen": finetune.keep_seen,
+        "arch": arch.to_dict(),
+        "arch_description": arch.describe(),
+        "argmax_arch": result.argmax_arch.to_dict(),
+        "budget": budget,
+        "unit": cost_model.unit,
+        "predicted_cost": result.predicted_cost,
+        "expected_cost_at_end": result.expected_cost,
+        "reference_cost": reference_cost,
+        "cost_ratio": result.predicted_cost / reference_cost,
+        "cost_breakdown": cost_model.breakdown(arch),
+        "search_seconds": result.search_seconds,
+        "finetune_seconds": ft.train_seconds,
+        "total_seconds": total_seconds,
+        "epoch_seconds": ft.epoch_seconds,
+        "train_seconds": ft.train_seconds,
+        "best_epoch": ft.best_epoch,
+        "params": sum(p.numel() for p in model.parameters()),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "strategy": "gates",
+        "constraint": gates_cfg.constraint,
+        "retrain": retrain,
+    }
+    if cost_model.unit == "ms":
+        metrics["predicted_ms"] = result.predicted_cost
+    write_run(out, model, dataset, data_cfg, finetune, ft, metrics,
+              {"dropout": dropout, "search": config_dict(gates_cfg), "space": space.to_dict(),
+               "cost_model": getattr(cost_model, "fingerprint", lambda: {})(), **(extra_config or {})})
+    return metrics
