@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 console = Console(stderr=False)
+# Progress bars and status lines go to stderr so stdout carries only the result (one JSON object with --json).
+progress_console = Console(stderr=True)
 
 
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
@@ -71,4 +74,8 @@ def load_data_from_args(args: argparse.Namespace):
 
     options = {k: getattr(args, k) for k in DATA_OPTIONS if getattr(args, k, None) not in (None, 0)}
     dataset = load_dataset(args.data, **options)
-    return dataset, {"spec": str(args.data), "options": options}
+    spec = str(args.data)
+    # A path is stored absolute so `evaluate`/`export` find the data from any working directory.
+    if Path(spec).exists():
+        spec = str(Path(spec).resolve())
+    return dataset, {"spec": spec, "options": options}

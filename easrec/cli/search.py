@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from easrec.cli.common import add_data_args, add_json_flag, emit, load_data_from_args, progress_enabled
+from easrec.cli.common import add_data_args, add_json_flag, emit, load_data_from_args, progress_console, progress_enabled
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -62,7 +62,7 @@ def cmd_search(args: argparse.Namespace) -> dict:
     ft = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience, seed=args.seed,
                      threads=args.threads, keep_seen=args.keep_seen)
     progress = Progress(TextColumn("[bold]{task.description}"), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
-                        disable=not progress_enabled(args), transient=True)
+                        console=progress_console, disable=not progress_enabled(args), transient=True)
     with progress:
         tasks = {"search": progress.add_task(f"search 0/{args.search_epochs}", info=""),
                  "finetune": progress.add_task("fine-tune", info="waiting")}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from easrec.cli.common import add_data_args, add_json_flag, emit, load_data_from_args, progress_enabled
+from easrec.cli.common import add_data_args, add_json_flag, emit, load_data_from_args, progress_console, progress_enabled
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -58,7 +58,7 @@ def cmd_train(args: argparse.Namespace) -> dict:
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                       patience=args.patience, loss=args.loss, seed=args.seed, threads=args.threads, keep_seen=args.keep_seen)
     progress = Progress(TextColumn("[bold]train"), BarColumn(), TextColumn("epoch {task.completed}/{task.total}"),
-                        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), disable=not progress_enabled(args), transient=True)
+                        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=progress_console, disable=not progress_enabled(args), transient=True)
     with progress:
         task = progress.add_task("train", total=args.epochs, info="")
         def on_epoch(rec: dict) -> None:

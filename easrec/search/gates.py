@@ -301,7 +301,7 @@ def gates_search(
                     if step % 5 == 0:
                         state["log"].append({"step": step, "epoch": state["epoch"], "tau": tau, "lambda": state["lam"],
                                              "expected_cost": float(exp_cost.detach()), "target": target,
-                                             "val_loss": float(v_loss), "alpha": alpha.snapshot()})
+                                             "val_loss": float(v_loss.detach()), "alpha": alpha.snapshot()})
                 state["step"] += 1
             state["epoch"] += 1
             state["seconds"] += time.perf_counter() - epoch_start

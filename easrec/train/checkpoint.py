@@ -68,6 +68,9 @@ def load_model(path: Path) -> SASRec:
     payload = load_torch(path)
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         raise EasrecError(f"{path}: not an easrec model file (field 'format' missing or wrong)")
+    for field in ("arch", "n_items", "state_dict"):
+        if field not in payload:
+            raise EasrecError(f"{path}: model file has no field '{field}'")
     arch = Arch.from_dict(payload["arch"], source=f"{path}: arch")
     model = SASRec(arch, int(payload["n_items"]), float(payload.get("dropout", 0.0)))
     try:

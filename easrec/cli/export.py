@@ -1,0 +1,120 @@
+"""`easrec export`, `easrec predict`, `easrec bench`: ship a model, ask it, time it."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+
+from easrec.cli.common import add_json_flag, emit
+from easrec.errors import EasrecError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `export`, `predict` and `bench` commands."""
+    exp = subparsers.add_parser("export", help="export a run's model to ExecuTorch (.pte) or ONNX, with parity checks")
+    exp.add_argument("run", metavar="RUN", help="run directory (model.pt, config.json, mapping.json)")
+    exp.add_argument("--format", dest="fmt", choices=["executorch", "onnx"], required=True)
+    exp.add_argument("--quantize", choices=["none", "int8", "int8-static"], default="none")
+    exp.add_argument("--out", required=True, metavar="FILE", help="artifact path (.pte or .onnx); FILE.json is written beside it")
+    exp.add_argument("--k", type=int, default=10, help="top-k computed in the graph (default 10)")
+    exp.add_argument("--batch", type=int, default=1, help="fixed batch size of the graph (default 1)")
+    exp.add_argument("--allow-drop", action="store_true", help="exit 0 even when int8 NDCG@10 drops more than 2%% below fp32")
+    exp.add_argument("--no-parity", action="store_true", help="skip the parity check on the test split")
+    add_json_flag(exp)
+    exp.set_defaults(func=export_command)
+
+    pred = subparsers.add_parser("predict", help="top-k next items for a history of raw item ids")
+    pred.add_argument("artifact", metavar="FILE", help="exported .pte or .onnx (with FILE.json)")
+    pred.add_argument("--history", default="", help="comma-separated raw item ids, oldest first (empty: most popular)")
+    pred.add_argument("--k", type=int, default=None, help="how many items (at most the exported k)")
+    add_json_flag(pred)
+    pred.set_defaults(func=predict_command)
+
+    bench = subparsers.add_parser("bench", help="latency of an exported artifact on a device")
+    bench.add_argument("artifact", metavar="FILE")
+    bench.add_argument("--device", default="cpu", help="device spec (default cpu)")
+    bench.add_argument("--runs", type=int, default=100, help="timed runs (default 100)")
+    bench.add_argument("--warmup", type=int, default=10)
+    bench.add_argument("--threads", type=int, default=1)
+    add_json_flag(bench)
+    bench.set_defaults(func=bench_command)
+
+
+def export_command(args: argparse.Namespace) -> dict:
+    from easrec.export import export_run
+
+    report = export_run(args.run, fmt=args.fmt, out=args.out, quantize=args.quantize, k=args.k, batch=args.batch,
+                        parity=not args.no_parity)
+    par = report.get("parity", {})
+    ex = report["export"]
+    rows = [("artifact", ex["path"]), ("format / quantize", f"{ex['format']} / {ex['quantize']}"),
+            ("size", f"{ex['size_bytes'] / 1024:.1f} KiB"), ("export seconds", ex["seconds"]), ("metadata", report["sidecar"])]
+    if ex["format"] == "executorch":
+        rep = ex["report"]
+        rows.append(("delegated / CPU nodes", f"{rep['delegated_nodes']} / {rep['non_delegated_nodes']} (CPU ops: {', '.join(rep['cpu_ops'])})"))
+    if par:
+        rows += [("users", par["users"]), ("max abs diff", par["max_abs_diff"]), ("top-10 overlap", par.get("top10_overlap")),
+                 ("NDCG@10 artifact / eager", f"{par['artifact_metrics'].get('ndcg@10', float('nan')):.4f} / {par['eager_metrics'].get('ndcg@10', float('nan')):.4f}"),
+                 ("parity", "passed" if par["passed"] else "FAILED: " + par["reason"])]
+    emit(args, report, title="export", rows=rows)
+    if par and not par["passed"]:
+        if par["quantize"] != "none" and args.allow_drop:
+            return report
+        raise EasrecError(f"{ex['path']}: parity failed: {par['reason']} (artifact kept; --allow-drop accepts it)")
+    return report
+
+
+def predict_command(args: argparse.Namespace) -> dict:
+    from easrec.export import load
+
+    history = [h.strip() for h in args.history.split(",") if h.strip()]
+    pred = load(args.artifact)
+    top = pred.predict(history, k=args.k)
+    result = {"artifact": str(args.artifact), "history": history, "items": [r for r, _ in top], "scores": [s for _, s in top],
+              "empty_history": not pred.encode_history(history).any()}
+    rows = [(f"{i + 1}", f"{r}  ({s:.4f})") for i, (r, s) in enumerate(top)]
+    return emit(args, result, title=f"top-{len(top)} after {len(history)} item(s)", rows=rows)
+
+
+def _rss_mb() -> float:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def bench_command(args: argparse.Namespace) -> dict:
+    import numpy as np
+
+    from easrec.devices import get_device
+    from easrec.export.artifact import read_sidecar
+
+    if args.runs < 1:
+        raise EasrecError(f"--runs must be >= 1, got {args.runs}")
+    meta = read_sidecar(args.artifact)
+    batch, L = int(meta["batch"]), int(meta["max_len"])
+    # A realistic input: a half-full history of popular items, left padded.
+    pop = [int(i) for i in meta["popular"]] or [1]
+    ids = np.zeros((batch, L), np.int64)
+    n = max(1, L // 2)
+    ids[:, -n:] = np.resize(np.asarray(pop, np.int64), n)
+    rss_before = _rss_mb()
+    device = get_device(args.device, threads=args.threads) if args.device.startswith("cpu") else get_device(args.device)
+    stats = device.measure(args.artifact, [ids], threads=args.threads, warmup=args.warmup, min_runs=args.runs, max_runs=args.runs,
+                           max_seconds=600.0)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result = {
+        "artifact": str(args.artifact), "device": args.device, "threads": args.threads, "runtime": meta.get("runtime"),
+        "batch": batch, "max_len": L, "runs": stats.runs, "median_ms": stats.median_ms, "p10_ms": stats.p10_ms,
+        "p90_ms": stats.p90_ms, "first_ms": stats.first_ms, "load_ms": stats.load_ms,
+        "peak_rss_mb": peak, "rss_increase_mb": _rss_mb() - rss_before, "size_bytes": os.path.getsize(args.artifact),
+    }
+    rows = [("artifact", result["artifact"]), ("runtime", result["runtime"]), ("median", f"{stats.median_ms:.3f} ms"),
+            ("p10 / p90", f"{stats.p10_ms:.3f} / {stats.p90_ms:.3f} ms"), ("load", f"{stats.load_ms:.1f} ms"),
+            ("peak RSS (process)", f"{peak:.0f} MB"), ("size", f"{result['size_bytes'] / 1024:.1f} KiB")]
+    return emit(args, result, title=f"bench on {args.device}, {args.threads} thread(s), {stats.runs} runs", rows=rows)

@@ -1,0 +1,168 @@
+"""`easrec profile`: build a device latency lookup table; `easrec profile validate LUT.json`: check it end to end."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from easrec.cli.common import add_json_flag, emit, progress_enabled
+from easrec.errors import EasrecError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `profile` (build) with its optional `validate` action."""
+    p = subparsers.add_parser(
+        "profile", help="build (or validate) a latency lookup table on a device",
+        description="Build the latency lookup table of the search space on a device:\n"
+                    "  easrec profile --device cpu --runtime executorch --out lut.json\n"
+                    "Validate it end to end on random whole subnets:\n"
+                    "  easrec profile validate lut.json [--subnets 50]\n"
+                    "An interrupted build resumes when rerun with the same --out.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("action", nargs="?", choices=["validate"], help="'validate' checks an existing LUT")
+    p.add_argument("lut", nargs="?", help="LUT file to validate")
+    p.add_argument("--device", default=None, help="cpu, cpu:N, cuda, android:SERIAL, ssh:USER@HOST (default cpu; "
+                                                 "validate: the LUT's device)")
+    p.add_argument("--runtime", default="executorch", choices=["executorch", "onnxruntime", "torch"])
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "int8"])
+    p.add_argument("--threads", type=int, default=1, help="runtime threads (fixed for every measurement)")
+    p.add_argument("--items", type=int, default=10000, help="catalogue size scored by the model (default 10000)")
+    p.add_argument("--out", help="LUT file to write (resumed when it exists)")
+    p.add_argument("--space", help="search space JSON (SearchSpace.to_dict); default: the default space")
+    p.add_argument("--workers", type=int, default=None, help="processes lowering graphs (default: cores, 0 for torch)")
+    p.add_argument("--max-seconds", type=float, default=None, help="cap on timed seconds per graph")
+    p.add_argument("--subnets", type=int, default=50, help="validate: number of random subnets (default 50)")
+    p.add_argument("--seed", type=int, default=0, help="validate: seed of the subnet sample")
+    add_json_flag(p)
+    p.set_defaults(func=run)
+
+
+class _Progress:
+    """A rich progress bar on stderr with the time left (nothing with --json)."""
+
+    def __init__(self, enabled: bool, label: str):
+        self.enabled, self.label = enabled, label
+        self.bar = None
+        self.task = None
+
+    def __enter__(self) -> "_Progress":
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self.bar = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                TextColumn("left"), TimeRemainingColumn(), TextColumn("{task.fields[what]}"),
+                console=Console(stderr=True), transient=False,
+            )
+            self.bar.__enter__()
+            self.task = self.bar.add_task(self.label, total=None, what="")
+        return self
+
+    def __call__(self, done: int, total: int, what: str) -> None:
+        if self.bar is not None:
+            task = self.bar.tasks[0]
+            if task.total is None:
+                # Start the clock here so kept (resumed) entries do not distort the estimate.
+                self.bar.reset(self.task, total=total, completed=done, what=what)
+            else:
+                self.bar.update(self.task, completed=done, what=what[:60])
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
+def _load_space(path: str | None):
+    from easrec.space import SearchSpace
+
+    if not path:
+        return SearchSpace()
+    import json
+
+    try:
+        return SearchSpace.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError) as exc:
+        raise EasrecError(f"{path}: not a search space JSON ({exc})") from exc
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Dispatch build / validate."""
+    if args.action == "validate":
+        return run_validate(args)
+    if args.lut:
+        raise EasrecError(f"profile: unexpected argument {args.lut!r} (did you mean `easrec profile validate {args.lut}`?)")
+    return run_build(args)
+
+
+def _settings(args):
+    from easrec.profiling.protocol import Settings
+
+    s = Settings() if args.action != "validate" else Settings(max_seconds=3.0)
+    if args.max_seconds is not None:
+        s.max_seconds = float(args.max_seconds)
+    return s
+
+
+def run_build(args: argparse.Namespace) -> dict:
+    """`easrec profile ... --out LUT.json`."""
+    from easrec.devices import get_device
+    from easrec.profiling.lut import build_lut
+
+    if not args.out:
+        raise EasrecError("profile: --out LUT.json is required (or `easrec profile validate LUT.json`)")
+    if args.threads < 1:
+        raise EasrecError(f"--threads must be >= 1, got {args.threads}")
+    if args.items < 10:
+        raise EasrecError(f"--items must be >= 10, got {args.items}")
+    space = _load_space(args.space)
+    device = get_device(args.device or "cpu", threads=args.threads)
+    t0 = time.perf_counter()
+    with _Progress(progress_enabled(args), f"profiling {args.runtime} {args.dtype}") as bar:
+        table = build_lut(device, space, args.runtime, args.dtype, args.items, args.threads, args.out,
+                          progress=bar, settings=_settings(args), workers=args.workers)
+    canary = (table.data.get("canary") or [{}])[-1]
+    result = {
+        "out": str(args.out), "entries": len(table.entries), "space_hash": table.data["space_hash"],
+        "device": table.device, "seconds_this_run": time.perf_counter() - t0,
+        "build_seconds": table.data.get("build_seconds"), "canary": canary,
+    }
+    rows = [("LUT", args.out), ("device", f"{table.device.get('cpu')} ({table.device.get('spec')})"),
+            ("runtime", f"{table.device['runtime']} {table.device['runtime_version']} {table.device['dtype']}, "
+                        f"{args.threads} thread(s)"),
+            ("entries", len(table.entries)), ("build time (s)", result["build_seconds"]),
+            ("canary drift", f"{100 * canary['drift']:+.1f} %" if "drift" in canary else "n/a (nothing measured)")]
+    return emit(args, result, title="latency table", rows=rows)
+
+
+def run_validate(args: argparse.Namespace) -> dict:
+    """`easrec profile validate LUT.json [--subnets N]`."""
+    from easrec.devices import get_device
+    from easrec.profiling.lut import LatencyTable
+    from easrec.profiling.validate import validate_lut
+
+    if not args.lut:
+        raise EasrecError("profile validate: give the LUT file, e.g. `easrec profile validate lut.json`")
+    stored = LatencyTable.load(args.lut).device
+    threads = int(stored.get("threads") or 1)
+    device = get_device(args.device or stored.get("spec") or "cpu", threads=threads)
+    with _Progress(progress_enabled(args), f"validating {stored['runtime']} {stored['dtype']}") as bar:
+        res = validate_lut(args.lut, device, args.subnets, seed=args.seed, settings=_settings(args),
+                           workers=args.workers, progress=bar)
+    lut, flops = res["lut"], res["flops"]
+    result = {k: v for k, v in res.items() if k != "subnets"}
+    result["lut_file"] = str(args.lut)
+    rows = [
+        ("subnets", f"{res['n_subnets']} (correction fitted on {len(res['fit_idx'])}, scored on {len(res['test_idx'])})"),
+        ("correction", f"measured ≈ {lut['a']:.3f} · LUT sum + {lut['b']:.3f} ms"),
+        ("LUT within ±10 %", f"{100 * lut['test']['within_10pct']:.0f} %"),
+        ("LUT MAPE", f"{lut['test']['mape_pct']:.1f} %"),
+        ("LUT Kendall τ", f"{lut['test']['kendall_tau']:.3f}"),
+        ("FLOPs within ±10 %", f"{100 * flops['test']['within_10pct']:.0f} %"),
+        ("FLOPs MAPE", f"{flops['test']['mape_pct']:.1f} %"),
+        ("FLOPs Kendall τ", f"{flops['test']['kendall_tau']:.3f}"),
+        ("canary drift", f"{100 * res['canary']['drift']:+.1f} %"),
+    ]
+    return emit(args, result, title=f"LUT validation ({args.lut})", rows=rows)
