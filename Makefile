@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/easrec run --preset quick --out runs/demo
+	$(VENV)/bin/easrec run synthetic --preset quick --out runs/demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q

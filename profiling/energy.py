@@ -649,19 +649,11 @@ def artifact_inputs(path: str | Path, threads: int = 1) -> list[np.ndarray]:
     a half-full left-padded history of popular items, as `easrec bench` builds; without a sidecar,
     int64 ids of 1 in the shape the runtime reports."""
     path = Path(path)
-    try:
-        from easrec.export.artifact import read_sidecar, sidecar_path
+    from easrec.export.artifact import sidecar_path
+    from easrec.export.bench import artifact_inputs as from_sidecar
 
-        if sidecar_path(path).is_file():
-            meta = read_sidecar(path)
-            batch, L = int(meta["batch"]), int(meta["max_len"])
-            pop = [int(i) for i in meta.get("popular") or []] or [1]
-            ids = np.zeros((batch, L), np.int64)
-            n = max(1, L // 2)
-            ids[:, -n:] = np.resize(np.asarray(pop, np.int64), n)
-            return [ids]
-    except ImportError:
-        pass
+    if sidecar_path(path).is_file():
+        return from_sidecar(path)
     if path.suffix.lower() == ".pte" and not path.is_file():
         raise EasrecError(f"{path}: no such artifact")
     from easrec.devices.runners import load_runner

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
-import resource
 
 from easrec.cli.common import add_json_flag, emit
 from easrec.errors import EasrecError
@@ -77,44 +75,15 @@ def predict_command(args: argparse.Namespace) -> dict:
     return emit(args, result, title=f"top-{len(top)} after {len(history)} item(s)", rows=rows)
 
 
-def _rss_mb() -> float:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
-
-
 def bench_command(args: argparse.Namespace) -> dict:
-    import numpy as np
-
     from easrec.devices import get_device
-    from easrec.export.artifact import read_sidecar
+    from easrec.export.bench import bench_artifact
 
-    if args.runs < 1:
-        raise EasrecError(f"--runs must be >= 1, got {args.runs}")
-    meta = read_sidecar(args.artifact)
-    batch, L = int(meta["batch"]), int(meta["max_len"])
-    # A realistic input: a half-full history of popular items, left padded.
-    pop = [int(i) for i in meta["popular"]] or [1]
-    ids = np.zeros((batch, L), np.int64)
-    n = max(1, L // 2)
-    ids[:, -n:] = np.resize(np.asarray(pop, np.int64), n)
-    rss_before = _rss_mb()
     device = get_device(args.device, threads=args.threads) if args.device.startswith("cpu") else get_device(args.device)
-    stats = device.measure(args.artifact, [ids], threads=args.threads, warmup=args.warmup, min_runs=args.runs, max_runs=args.runs,
-                           max_seconds=600.0)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    result = {
-        "artifact": str(args.artifact), "device": args.device, "threads": args.threads, "runtime": meta.get("runtime"),
-        "batch": batch, "max_len": L, "runs": stats.runs, "median_ms": stats.median_ms, "p10_ms": stats.p10_ms,
-        "p90_ms": stats.p90_ms, "first_ms": stats.first_ms, "load_ms": stats.load_ms,
-        "peak_rss_mb": peak, "rss_increase_mb": _rss_mb() - rss_before, "size_bytes": os.path.getsize(args.artifact),
-    }
-    rows = [("artifact", result["artifact"]), ("runtime", result["runtime"]), ("median", f"{stats.median_ms:.3f} ms"),
-            ("p10 / p90", f"{stats.p10_ms:.3f} / {stats.p90_ms:.3f} ms"), ("load", f"{stats.load_ms:.1f} ms"),
+    result = bench_artifact(args.artifact, device, runs=args.runs, threads=args.threads, warmup=args.warmup)
+    result["device"] = args.device
+    peak = result["peak_rss_mb"]
+    rows = [("artifact", result["artifact"]), ("runtime", result["runtime"]), ("median", f"{result['median_ms']:.3f} ms"),
+            ("p10 / p90", f"{result['p10_ms']:.3f} / {result['p90_ms']:.3f} ms"), ("load", f"{result['load_ms']:.1f} ms"),
             ("peak RSS (process)", f"{peak:.0f} MB"), ("size", f"{result['size_bytes'] / 1024:.1f} KiB")]
-    return emit(args, result, title=f"bench on {args.device}, {args.threads} thread(s), {stats.runs} runs", rows=rows)
+    return emit(args, result, title=f"bench on {args.device}, {args.threads} thread(s), {result['runs']} runs", rows=rows)

@@ -40,7 +40,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_search(args: argparse.Namespace) -> dict:
     """Run the search and print the chosen architecture, its cost and test metrics."""
-    from dataclasses import replace
 
     from rich.progress import Progress, TextColumn, TimeElapsedColumn
 

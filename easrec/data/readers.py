@@ -91,7 +91,6 @@ def read_interactions(
         raise EasrecError(f"data file not found: {path}")
     fmt = detect_format(path)
     log.debug("reading %s as %s", path, fmt)
-    has_header = fmt not in ("ml-dat", "ml-udata")
     names = {"user": user_col, "item": item_col, "time": time_col, "rating": rating_col}
     # Ids stay strings ("007" is not 7); time and rating go through the C parser's fast numeric
     # inference, and only a column that fails it is re-checked value by value for the error line.

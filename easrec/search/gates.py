@@ -35,7 +35,6 @@ from easrec.errors import EasrecError
 from easrec.model import SoftChoice, Supernet
 from easrec.space import Arch, LayerArch, SearchSpace
 from easrec.train.checkpoint import load_torch, save_torch
-from easrec.train.evaluate import evaluate_model
 from easrec.train.trainer import length_bucketed_batches, set_determinism
 
 log = logging.getLogger(__name__)
@@ -261,61 +260,56 @@ def gates_search(
             loss = supernet.loss(x, y, active, soft=soft) * st
         return loss, probs
 
-    start_time = time.perf_counter()
-    n = len(train_x)
-    try:
-        while state["epoch"] < cfg.epochs:
-            epoch_start = time.perf_counter()
-            supernet.train()
-            losses = []
-            for idx in length_bucketed_batches(lengths, cfg.batch_size, gen):
-                step = state["step"]
-                tau = tau_at(step)
-                width = int(lengths[idx].max())
-                loss, _ = step_forward(train_x[idx, -width:], train_y[idx, -width:], tau)
-                w_opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(supernet.parameters(), 1.0)
-                w_opt.step()
-                losses.append(loss.item())
-                if step % cfg.arch_every == 0:
-                    vi = torch.randint(0, len(val_x), (cfg.batch_size,), generator=gen)
-                    v_width = int(val_lengths[vi].max())
-                    v_loss, probs = step_forward(val_x[vi, -v_width:], None, tau, last_only_targets=val_y[vi])
-                    exp_cost = cost_model.expected_cost(probs)
-                    target = target_at(step)
-                    if cfg.constraint == "dynamic":
-                        violation = exp_cost / target - 1.0
-                        penalty = state["lam"] * torch.clamp(violation, min=0.0)
-                    else:
-                        depth_scale = space.depths[int(probs.depth.argmax())] / space.depths[-1]
-                        penalty = cfg.paper_lambda * depth_scale * exp_cost / full_cost
-                        violation = exp_cost / budget - 1.0
-                    a_opt.zero_grad(set_to_none=True)
-                    supernet.zero_grad(set_to_none=True)
-                    (v_loss + penalty).backward()
-                    a_opt.step()
-                    if cfg.constraint == "dynamic":
-                        # Dual ascent: λ rises while the expected cost is over the target, decays when under.
-                        state["lam"] = max(0.0, state["lam"] + cfg.dual_lr * float(violation.detach()))
-                    if step % 5 == 0:
-                        state["log"].append({"step": step, "epoch": state["epoch"], "tau": tau, "lambda": state["lam"],
-                                             "expected_cost": float(exp_cost.detach()), "target": target,
-                                             "val_loss": float(v_loss.detach()), "alpha": alpha.snapshot()})
-                state["step"] += 1
-            state["epoch"] += 1
-            state["seconds"] += time.perf_counter() - epoch_start
-            record = {"epoch": state["epoch"], "loss": float(np.mean(losses)), "lambda": state["lam"],
-                      "expected_cost": state["log"][-1]["expected_cost"] if state["log"] else float("nan"),
-                      "arch": alpha.argmax().describe(), "seconds": time.perf_counter() - epoch_start}
-            if ckpt:
-                save_torch({"space": space.to_dict(), "supernet": supernet.state_dict(), "alpha": alpha.state_dict(),
-                            "w_opt": w_opt.state_dict(), "a_opt": a_opt.state_dict(), "generator": gen.get_state(),
-                            "state": state}, ckpt)
-            if on_epoch:
-                on_epoch(record)
-    except KeyboardInterrupt:
-        raise
+    while state["epoch"] < cfg.epochs:
+        epoch_start = time.perf_counter()
+        supernet.train()
+        losses = []
+        for idx in length_bucketed_batches(lengths, cfg.batch_size, gen):
+            step = state["step"]
+            tau = tau_at(step)
+            width = int(lengths[idx].max())
+            loss, _ = step_forward(train_x[idx, -width:], train_y[idx, -width:], tau)
+            w_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(supernet.parameters(), 1.0)
+            w_opt.step()
+            losses.append(loss.item())
+            if step % cfg.arch_every == 0:
+                vi = torch.randint(0, len(val_x), (cfg.batch_size,), generator=gen)
+                v_width = int(val_lengths[vi].max())
+                v_loss, probs = step_forward(val_x[vi, -v_width:], None, tau, last_only_targets=val_y[vi])
+                exp_cost = cost_model.expected_cost(probs)
+                target = target_at(step)
+                if cfg.constraint == "dynamic":
+                    violation = exp_cost / target - 1.0
+                    penalty = state["lam"] * torch.clamp(violation, min=0.0)
+                else:
+                    depth_scale = space.depths[int(probs.depth.argmax())] / space.depths[-1]
+                    penalty = cfg.paper_lambda * depth_scale * exp_cost / full_cost
+                    violation = exp_cost / budget - 1.0
+                a_opt.zero_grad(set_to_none=True)
+                supernet.zero_grad(set_to_none=True)
+                (v_loss + penalty).backward()
+                a_opt.step()
+                if cfg.constraint == "dynamic":
+                    # Dual ascent: λ rises while the expected cost is over the target, decays when under.
+                    state["lam"] = max(0.0, state["lam"] + cfg.dual_lr * float(violation.detach()))
+                if step % 5 == 0:
+                    state["log"].append({"step": step, "epoch": state["epoch"], "tau": tau, "lambda": state["lam"],
+                                         "expected_cost": float(exp_cost.detach()), "target": target,
+                                         "val_loss": float(v_loss.detach()), "alpha": alpha.snapshot()})
+            state["step"] += 1
+        state["epoch"] += 1
+        state["seconds"] += time.perf_counter() - epoch_start
+        record = {"epoch": state["epoch"], "loss": float(np.mean(losses)), "lambda": state["lam"],
+                  "expected_cost": state["log"][-1]["expected_cost"] if state["log"] else float("nan"),
+                  "arch": alpha.argmax().describe(), "seconds": time.perf_counter() - epoch_start}
+        if ckpt:
+            save_torch({"space": space.to_dict(), "supernet": supernet.state_dict(), "alpha": alpha.state_dict(),
+                        "w_opt": w_opt.state_dict(), "a_opt": a_opt.state_dict(), "generator": gen.get_state(),
+                        "state": state}, ckpt)
+        if on_epoch:
+            on_epoch(record)
     argmax = alpha.argmax()
     arch = project_to_budget(argmax, alpha, cost_model, budget)
     final_probs = alpha.probs(tau_at(total_steps))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import resource
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
@@ -17,8 +16,7 @@ from easrec.data import Dataset
 from easrec.errors import EasrecError
 from easrec.model import SASRec, Supernet
 from easrec.search.gates import GatesConfig, config_dict, gates_search, write_search_log
-from easrec.space import SearchSpace, reference_arch
-from easrec.train.checkpoint import write_json
+from easrec.space import Arch, SearchSpace, reference_arch
 from easrec.train.run import test_metrics, write_run
 from easrec.train.trainer import TrainConfig, train_model
 
@@ -68,6 +66,7 @@ def search_run(
     resume: bool = False,
     on_epoch: Callable[[str, dict], None] | None = None,
     extra_config: dict | None = None,
+    reference: Arch | None = None,
 ) -> dict:
     """Search, fine-tune (or retrain from scratch) the chosen subnet, evaluate, and write the run directory."""
     out = Path(out)
@@ -96,7 +95,7 @@ def search_run(
     ft = train_model(model, split, finetune, ft_dir, resume=resume and (ft_dir / "checkpoint.pt").exists(),
                      on_epoch=(lambda r: on_epoch("finetune", r)) if on_epoch else None)
     total_seconds = time.perf_counter() - t0
-    reference_cost = cost_model.cost(reference_arch())
+    reference_cost = cost_model.cost(reference or reference_arch())
     metrics = {
         "valid": ft.best_valid,
         **test_metrics(model, dataset, finetune.keep_seen),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -131,7 +130,6 @@ def train_model(
                     "optimizer": opt.state_dict(), "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
                     "state": state, "config": asdict(cfg)}, ckpt_path)
 
-    n = len(inputs)
     lengths = (inputs != 0).sum(1)
     try:
         while state["epoch"] < cfg.epochs and state["bad_epochs"] < cfg.patience:

@@ -1,0 +1,75 @@
+"""`easrec run`: the whole pipeline, resumable, with a final summary table."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from easrec.cli.common import add_json_flag, console, emit, progress_console, progress_enabled
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `run` command."""
+    p = sub.add_parser("run", help="the whole pipeline: train, profile, search, export, bench, energy, report",
+                       description="Data to a device-ready, measured model with a report. Every stage is resumable.")
+    p.add_argument("data", metavar="DATA", nargs="?", default="synthetic", help="path or name (default: synthetic)")
+    p.add_argument("--device", default="cpu", help="cpu, cpu:N, cuda, android:SERIAL, ssh:USER@HOST")
+    p.add_argument("--runtime", choices=["executorch", "onnxruntime"], default="executorch")
+    p.add_argument("--budget-ratio", type=float, default=0.5, help="latency budget as a share of the baseline SASRec's")
+    p.add_argument("--preset", choices=["full", "quick"], default="full",
+                   help="full: SASRec L200 d64 and the default space; quick: a small space and few epochs (the demo)")
+    p.add_argument("--threads", type=int, default=1, help="runtime threads on the device")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lut-cache", help="directory of measured LUTs reused across runs (default ~/.cache/easrec/luts)")
+    p.add_argument("--resume", type=Path, metavar="RUN", help="continue RUN from its first unfinished stage")
+    p.add_argument("--out", type=Path, default=Path("runs/run"))
+    add_json_flag(p)
+    p.set_defaults(func=cmd_run)
+
+
+def cmd_run(args: argparse.Namespace) -> dict:
+    """Run (or resume) the pipeline and print the baseline-vs-subnet summary."""
+    from rich.table import Table
+
+    from easrec.errors import EasrecError
+    from easrec.pipeline import STAGES, Pipeline, RunOptions
+
+    show = progress_enabled(args)
+
+    def on_stage(stage: str, status: str) -> None:
+        if show:
+            n = STAGES.index(stage) + 1
+            progress_console.print(f"[bold]\\[{n}/{len(STAGES)}] {stage}[/bold]: {status}")
+
+    if args.resume:
+        pipe = Pipeline.resume(args.resume, on_stage)
+    else:
+        if not args.budget_ratio > 0:
+            raise EasrecError(f"--budget-ratio must be positive, got {args.budget_ratio}")
+        opts = RunOptions(data=args.data, device=args.device, runtime=args.runtime, budget_ratio=args.budget_ratio,
+                          preset=args.preset, threads=args.threads, seed=args.seed, lut_cache=args.lut_cache)
+        pipe = Pipeline.open(args.out, opts, on_stage)
+    with progress_console.status("running", spinner="dots") if show else _null():
+        summary = pipe.run()
+    if args.json:
+        return emit(args, summary)
+    table = Table(title=f"easrec run: {summary['run']}")
+    for col in ("", "architecture", "NDCG@10", "HR@10", "ms (fp32)", "ms (int8)", "NDCG@10 int8", "mJ / inference", "size int8"):
+        table.add_column(col)
+    for name, row in summary["models"].items():
+        f = lambda v, spec: "–" if v is None else format(v, spec)  # noqa: E731
+        table.add_row(name, row.get("arch") or "–", f(row.get("ndcg@10"), ".4f"), f(row.get("hr@10"), ".4f"),
+                      f(row.get("ms"), ".3f"), f(row.get("ms_int8"), ".3f"), f(row.get("ndcg@10_int8"), ".4f"),
+                      f(row.get("mj"), ".3f") + (f" ({row['energy_source']})" if row.get("energy_source") else ""),
+                      f((row.get("bytes_int8") or 0) / 1024, ".0f") + " KiB" if row.get("bytes_int8") else "–")
+    console.print(table)
+    console.print(f"predicted {summary['predicted_ms']:.3f} ms (budget {summary['budget_ms']:.3f} ms); report: {summary['report']}")
+    return summary
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False

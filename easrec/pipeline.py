@@ -1,0 +1,338 @@
+"""`easrec run`: data → baseline SASRec → device LUT → search → export → parity → latency + energy → report.
+
+Each stage writes its result into the run directory and is recorded in `RUN/pipeline.json`; a stage
+that finished is skipped when the pipeline runs again (`easrec run --resume RUN`), so a device lost
+mid-run or a failing stage costs only that stage.
+
+Run directory: the searched subnet's run at the top (`model.pt`, `metrics.json`, `arch.json`, ...),
+`baseline/` (the SASRec it is compared with), `lut.json` (the table the search read), `artifacts/`
+(`.pte`/`.onnx` files with sidecars), `artifacts.json`, `bench.json`, `energy.json`,
+`data_stats.json`, `commands.json`, `report.html`, `report.md`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from easrec.errors import EasrecError, atomic_write_json
+from easrec.space import Arch, SearchSpace, reference_arch
+
+log = logging.getLogger(__name__)
+
+STAGES = ("data", "baseline", "profile", "search", "export", "bench", "energy", "report")
+STATE_FILE = "pipeline.json"
+
+
+@dataclass
+class Preset:
+    """Sizes and effort of one pipeline run."""
+
+    baseline: dict = field(default_factory=lambda: reference_arch().to_dict())
+    space: dict = field(default_factory=lambda: SearchSpace().to_dict())
+    epochs: int = 200
+    patience: int = 10
+    search_epochs: int = 20
+    validate_subnets: int = 20
+    profile_max_seconds: float = 1.5
+    bench_runs: int = 100
+    energy_runs: int = 500
+    energy_seconds: float = 3.0
+
+
+PRESETS: dict[str, Preset] = {
+    "full": Preset(),
+    # Small enough for `make demo` on a 2-core machine in a few minutes, every stage real.
+    "quick": Preset(
+        baseline={"max_len": 50, "d": 32, "layers": [{"heads": 2, "ffn": 128}] * 2, "attention": "softmax",
+                       "gates": False, "head_size": 16},
+        space=SearchSpace(max_lens=(20, 50), ds=(16, 32), heads=(1, 2), ffns=(32, 64, 128), depths=(1, 2)).to_dict(),
+        epochs=30, patience=4, search_epochs=4, validate_subnets=8, profile_max_seconds=0.5,
+        bench_runs=50, energy_runs=200, energy_seconds=2.0,
+    ),
+}
+
+
+@dataclass
+class RunOptions:
+    """What the user asked for (saved in pipeline.json so --resume continues the same run)."""
+
+    data: str = "synthetic"
+    device: str = "cpu"
+    runtime: str = "executorch"
+    budget_ratio: float = 0.5
+    preset: str = "full"
+    threads: int = 1
+    seed: int = 0
+    lut_cache: str | None = None
+
+
+def lut_cache_dir(opts: RunOptions) -> Path:
+    """Where measured LUTs are kept for reuse across runs (keyed by device, runtime, space and catalogue)."""
+    import os
+
+    return Path(opts.lut_cache or os.environ.get("EASREC_LUT_CACHE") or Path.home() / ".cache" / "easrec" / "luts")
+
+
+class Pipeline:
+    """The stages of `easrec run` over one run directory."""
+
+    def __init__(self, out: Path, opts: RunOptions, on_stage: Callable[[str, str], None] | None = None):
+        self.out = Path(out)
+        self.opts = opts
+        if opts.preset not in PRESETS:
+            raise EasrecError(f"--preset must be one of {sorted(PRESETS)}, got {opts.preset!r}")
+        self.preset = PRESETS[opts.preset]
+        self.space = SearchSpace.from_dict(self.preset.space)
+        self.baseline_arch = Arch.from_dict(self.preset.baseline, source="preset baseline")
+        self.on_stage = on_stage or (lambda stage, status: None)
+        self.state: dict[str, Any] = {"options": asdict(opts), "stages": {}}
+        self.dataset = None
+
+    # ---------------------------------------------------------------- state
+
+    @classmethod
+    def resume(cls, out: Path, on_stage=None) -> "Pipeline":
+        """Reopen a run directory with the options it was started with."""
+        path = Path(out) / STATE_FILE
+        if not path.exists():
+            raise EasrecError(f"{out}: no {STATE_FILE}: not an `easrec run` directory")
+        state = json.loads(path.read_text())
+        pipe = cls(out, RunOptions(**state["options"]), on_stage)
+        pipe.state = state
+        return pipe
+
+    @classmethod
+    def open(cls, out: Path, opts: RunOptions, on_stage=None) -> "Pipeline":
+        """A new run in `out`, or the same run continued when `out` was started with the same options."""
+        path = Path(out) / STATE_FILE
+        if path.exists():
+            stored = json.loads(path.read_text()).get("options")
+            if stored == asdict(opts):
+                return cls.resume(out, on_stage)
+            changed = sorted(k for k in asdict(opts) if stored.get(k) != asdict(opts)[k])
+            raise EasrecError(f"{path}: this run was started with other options ({', '.join(changed)}); "
+                              f"use --resume {out} to continue it or another --out")
+        return cls(out, opts, on_stage)
+
+    def save(self) -> None:
+        atomic_write_json(self.out / STATE_FILE, self.state)
+
+    def done(self, stage: str) -> bool:
+        return self.state["stages"].get(stage, {}).get("status") == "done"
+
+    def run(self) -> dict[str, Any]:
+        """Run every stage not yet done; a failing stage is recorded and re-raised (earlier stages are kept)."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.save()
+        for stage in STAGES:
+            if self.done(stage):
+                self.on_stage(stage, "kept")
+                continue
+            self.on_stage(stage, "running")
+            start = time.perf_counter()
+            try:
+                result = getattr(self, f"stage_{stage}")()
+            except BaseException as exc:
+                self.state["stages"][stage] = {"status": "failed", "error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                                               "seconds": time.perf_counter() - start}
+                self.save()
+                self.on_stage(stage, "failed")
+                raise
+            self.state["stages"][stage] = {"status": "done", "seconds": time.perf_counter() - start, "result": result}
+            self.save()
+            self.on_stage(stage, "done")
+        return self.summary()
+
+    # ---------------------------------------------------------------- helpers
+
+    def data(self):
+        if self.dataset is None:
+            from easrec.data import load_dataset
+
+            self.dataset = load_dataset(self.opts.data)
+        return self.dataset
+
+    def data_cfg(self) -> dict:
+        spec = self.opts.data
+        if Path(spec).exists():
+            spec = str(Path(spec).resolve())
+        return {"spec": spec, "options": {}}
+
+    def device(self):
+        from easrec.devices import get_device
+
+        return get_device(self.opts.device)
+
+    def commands(self) -> list[str]:
+        o = self.opts
+        return [f"easrec run {o.data} --device {o.device} --runtime {o.runtime} --budget-ratio {o.budget_ratio} "
+                f"--preset {o.preset} --threads {o.threads} --seed {o.seed} --out {self.out}"]
+
+    # ---------------------------------------------------------------- stages
+
+    def stage_data(self) -> dict:
+        stats = self.data().stats()
+        atomic_write_json(self.out / "data_stats.json", stats)
+        atomic_write_json(self.out / "commands.json", {"commands": self.commands()})
+        return {"users": stats.get("users"), "items": stats.get("items"), "interactions": stats.get("interactions")}
+
+    def train_config(self):
+        from easrec.train.trainer import TrainConfig
+
+        return TrainConfig(epochs=self.preset.epochs, patience=self.preset.patience, seed=self.opts.seed)
+
+    def stage_baseline(self) -> dict:
+        from easrec.train.run import train_run
+
+        resume = (self.out / "baseline" / "checkpoint.pt").exists()
+        metrics = train_run(self.data(), self.data_cfg(), self.baseline_arch, self.train_config(), self.out / "baseline",
+                            resume=resume)
+        return {"test": metrics["test"], "train_seconds": metrics["train_seconds"]}
+
+    def stage_profile(self) -> dict:
+        from easrec.profiling.lut import LatencyTable, build_lut
+        from easrec.profiling.protocol import Settings
+        from easrec.profiling.validate import validate_lut
+
+        device = self.device()
+        n_items = self.data().n_items
+        info = device.info()
+        key = hashlib.sha1(json.dumps([info.get("cpu_model") or info.get("name") or self.opts.device, info.get("kind"),
+                                       self.opts.runtime, self.space.hash(), n_items, self.opts.threads,
+                                       self.baseline_arch.hash()], sort_keys=True, default=str).encode()).hexdigest()[:16]
+        cache = lut_cache_dir(self.opts) / f"{self.opts.runtime}-fp32-{key}.json"
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        reused = False
+        if cache.exists():
+            try:
+                table = LatencyTable.load(cache, space=self.space)
+                reused = table.data.get("validation") is not None
+            except EasrecError as exc:
+                log.warning("not reusing %s: %s", cache, exc)
+        if not reused:
+            settings = Settings(max_seconds=self.preset.profile_max_seconds)
+            build_lut(device, self.space, self.opts.runtime, "fp32", n_items, self.opts.threads, cache,
+                      settings=settings, extra=[self.baseline_arch, reference_arch()] if self.space == SearchSpace() else [self.baseline_arch])
+            validate_lut(cache, device, self.preset.validate_subnets, settings=Settings(max_seconds=self.preset.profile_max_seconds))
+        shutil.copyfile(cache, self.out / "lut.json")
+        table = LatencyTable.load(self.out / "lut.json", space=self.space)
+        val = table.data.get("validation") or {}
+        return {"lut": str(cache), "reused": reused, "entries": len(table.entries),
+                "validation": {k: v for k, v in (val.get("lut") or {}).get("test", {}).items()} if val else None}
+
+    def stage_search(self) -> dict:
+        from easrec.profiling.lut import LatencyTable
+        from easrec.search.gates import GatesConfig
+        from easrec.search.run import search_run
+
+        table = LatencyTable.load(self.out / "lut.json", space=self.space)
+        budget = self.opts.budget_ratio * table.cost(self.baseline_arch)
+        gcfg = GatesConfig(epochs=self.preset.search_epochs, seed=self.opts.seed)
+        metrics = search_run(self.data(), self.data_cfg(), self.out, cost_model=table, budget=budget, gates_cfg=gcfg,
+                             finetune=self.train_config(), resume=(self.out / "search_checkpoint.pt").exists(),
+                             reference=self.baseline_arch)
+        return {"arch": metrics["arch_description"], "predicted_ms": metrics["predicted_cost"], "budget_ms": budget,
+                "test": metrics["test"]}
+
+    def artifacts(self) -> list[tuple[str, Path, str, str]]:
+        """(model, run dir, quantize, file) for every artifact the run ships."""
+        ext = ".pte" if self.opts.runtime == "executorch" else ".onnx"
+        out = []
+        for model, run in (("baseline", self.out / "baseline"), ("subnet", self.out)):
+            for q in ("none", "int8"):
+                name = f"{model}{'' if q == 'none' else '-' + q}{ext}"
+                out.append((model, run, q, self.out / "artifacts" / name))
+        return out
+
+    def stage_export(self) -> dict:
+        from easrec.export import export_run
+
+        fmt = "executorch" if self.opts.runtime == "executorch" else "onnx"
+        rows = []
+        for model, run, q, path in self.artifacts():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            rep = export_run(run, fmt=fmt, out=path, quantize=q, threads=self.opts.threads)
+            par = rep.get("parity", {})
+            rows.append({"model": model, "path": str(path), "format": fmt, "quantize": q,
+                         "size_bytes": path.stat().st_size, "parity": par})
+        atomic_write_json(self.out / "artifacts.json", rows)
+        return {"artifacts": len(rows), "parity_passed": all(r["parity"].get("passed", True) for r in rows)}
+
+    def stage_bench(self) -> dict:
+        from easrec.export.bench import bench_artifact
+
+        device = self.device()
+        rows = []
+        for model, _, q, path in self.artifacts():
+            res = bench_artifact(path, device, runs=self.preset.bench_runs, threads=self.opts.threads)
+            rows.append({"model": model, "quantize": q, **res})
+        atomic_write_json(self.out / "bench.json", rows)
+        # The subnet's measured latency goes next to its predicted one (same runtime, fp32).
+        metrics_path = self.out / "metrics.json"
+        metrics = json.loads(metrics_path.read_text())
+        sub = next(r for r in rows if r["model"] == "subnet" and r["quantize"] == "none")
+        base = next(r for r in rows if r["model"] == "baseline" and r["quantize"] == "none")
+        metrics["measured_ms"] = sub["median_ms"]
+        metrics["baseline_measured_ms"] = base["median_ms"]
+        atomic_write_json(metrics_path, metrics)
+        return {"subnet_ms": sub["median_ms"], "baseline_ms": base["median_ms"], "speedup": base["median_ms"] / sub["median_ms"]}
+
+    def stage_energy(self) -> dict:
+        from easrec.profiling.energy import artifact_inputs, measure_energy
+
+        rows = []
+        for model, _, q, path in self.artifacts():
+            if q != "none" and model == "baseline":
+                continue
+            res = measure_energy(path, artifact_inputs(path), self.opts.device, self.preset.energy_runs,
+                                 threads=self.opts.threads, min_seconds=self.preset.energy_seconds)
+            rows.append({"model": model, "quantize": q, "artifact": str(path), **res.to_dict()})
+        atomic_write_json(self.out / "energy.json", rows)
+        return {r["model"] + ("-int8" if r["quantize"] != "none" else ""): r.get("mj_per_inference") for r in rows}
+
+    def stage_report(self) -> dict:
+        from easrec.profiling.report import write_report
+
+        html, md = write_report(self.out, baseline_run=self.out / "baseline")
+        return {"html": str(html), "md": str(md)}
+
+    # ---------------------------------------------------------------- summary
+
+    def summary(self) -> dict[str, Any]:
+        """The numbers a person wants at the end: accuracy, latency, energy, size of baseline and subnet."""
+        def load(name: str) -> Any:
+            p = self.out / name
+            return json.loads(p.read_text()) if p.exists() else None
+
+        base_m, sub_m = load("baseline/metrics.json") or {}, load("metrics.json") or {}
+        bench = load("bench.json") or []
+        energy = load("energy.json") or []
+        arts = load("artifacts.json") or []
+        rows = {}
+        for model, m in (("baseline", base_m), ("subnet", sub_m)):
+            row = {"arch": Arch.from_dict(m["arch"]).describe() if m.get("arch") else None,
+                   "ndcg@10": (m.get("test") or {}).get("ndcg@10"), "hr@10": (m.get("test") or {}).get("hr@10"),
+                   "params": m.get("params")}
+            for b in bench:
+                if b["model"] == model:
+                    row["ms" if b["quantize"] == "none" else "ms_int8"] = b["median_ms"]
+            for a in arts:
+                if a["model"] == model:
+                    row["bytes" if a["quantize"] == "none" else "bytes_int8"] = a["size_bytes"]
+                    if a["quantize"] != "none":
+                        row["ndcg@10_int8"] = (a.get("parity") or {}).get("artifact_metrics", {}).get("ndcg@10")
+            for e in energy:
+                if e["model"] == model and e["quantize"] == "none":
+                    row["mj"] = e.get("mj_per_inference")
+                    row["energy_source"] = e.get("source")
+            rows[model] = row
+        return {"run": str(self.out), "report": str(self.out / "report.html"), "models": rows,
+                "predicted_ms": sub_m.get("predicted_cost"), "budget_ms": sub_m.get("budget"),
+                "stages": {k: v.get("seconds") for k, v in self.state["stages"].items()}}
