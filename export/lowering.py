@@ -1,0 +1,184 @@
+"""Lower any `nn.Module` + example inputs to a file one runtime loads: `.pte`, `.onnx` or `.pt2`.
+
+The profiler measures components and whole subnets through exactly the path that ships:
+ExecuTorch (torch.export → `to_edge_transform_and_lower(XnnpackPartitioner)`; int8 through the
+PT2E flow with `XNNPACKQuantizer`, dynamic per-channel), ONNX Runtime (`torch.onnx.export(dynamo=True)`
+in one self-contained file; int8 with onnxruntime's `quantize_dynamic`), or torch (`torch.export.save`).
+Runtimes are imported lazily, inside the function that needs them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn as nn
+
+from easrec.errors import EasrecError
+
+log = logging.getLogger(__name__)
+
+RUNTIMES = ("executorch", "onnxruntime", "torch")
+DTYPES = ("fp32", "int8")
+SUFFIX = {"executorch": ".pte", "onnxruntime": ".onnx", "torch": ".pt2"}
+
+
+def suffix_for(runtime: str) -> str:
+    """File suffix of an artifact for `runtime`."""
+    check(runtime, "fp32")
+    return SUFFIX[runtime]
+
+
+def check(runtime: str, dtype: str) -> None:
+    """Raise EasrecError for an unknown runtime or dtype (or a combination that is not supported)."""
+    if runtime not in RUNTIMES:
+        raise EasrecError(f"runtime: unknown runtime {runtime!r} (expected one of {', '.join(RUNTIMES)})")
+    if dtype not in DTYPES:
+        raise EasrecError(f"dtype: unknown dtype {dtype!r} (expected one of {', '.join(DTYPES)})")
+    if runtime == "torch" and dtype == "int8":
+        raise EasrecError("dtype: int8 is supported for the executorch and onnxruntime runtimes, not torch")
+
+
+def runtime_version(runtime: str) -> str:
+    """Installed version of a runtime (for fingerprints)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    dist = {"executorch": "executorch", "onnxruntime": "onnxruntime", "torch": "torch"}[runtime]
+    try:
+        return version(dist)
+    except PackageNotFoundError as exc:
+        raise EasrecError(f"runtime: {runtime} is not installed") from exc
+
+
+def lower(
+    module: nn.Module,
+    example_inputs: Sequence[torch.Tensor],
+    path: str | Path,
+    runtime: str = "executorch",
+    dtype: str = "fp32",
+    *,
+    calibration: Sequence[Sequence[torch.Tensor]] | None = None,
+) -> Path:
+    """Export `module(*example_inputs)` to `path` for `runtime`; returns the path written.
+
+    Shapes are static (batch and length of the example inputs). `calibration` is only used by the
+    int8 ExecuTorch flow (defaults to the example inputs; dynamic quantization needs no statistics).
+    """
+    check(runtime, dtype)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    module = module.eval()
+    example_inputs = tuple(example_inputs)
+    try:
+        with torch.no_grad():
+            if runtime == "executorch":
+                _lower_executorch(module, example_inputs, path, dtype, calibration)
+            elif runtime == "onnxruntime":
+                _lower_onnx(module, example_inputs, path, dtype)
+            else:
+                ep = torch.export.export(module, example_inputs)
+                torch.export.save(ep, str(path))
+    except EasrecError:
+        raise
+    except Exception as exc:  # an export failure: one line naming the runtime and the module
+        text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise EasrecError(f"{path.name}: lowering {type(module).__name__} for {runtime} {dtype} failed: {text}") from exc
+    return path
+
+
+def _lower_executorch(module, example_inputs, path: Path, dtype: str, calibration) -> None:
+    import executorch.kernels.quantized  # noqa: F401  (registers the out-variants of quantized ops)
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+    from executorch.exir.passes.constant_prop_pass import constant_prop_pass
+
+    # The same steps as the shipped exporter (export/executorch.py): constant propagation folds the
+    # weight slices and the constant part of the masks, then optional PT2E int8, then XNNPACK.
+    def program(fold: bool):
+        ep = torch.export.export(module, example_inputs, strict=False)
+        if fold:
+            ep = constant_prop_pass(ep)
+        if dtype == "int8":
+            q = quantize_pt2e_xnnpack(ep.module(), example_inputs, calibration)
+            ep = torch.export.export(q, example_inputs, strict=False)
+        return to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()])
+
+    try:
+        edge = program(fold=True)
+    except RuntimeError as exc:
+        # XNNPACK refuses a folded graph whose output is also a delegate input ("pass through
+        # arguments"); lower it unfolded rather than not at all.
+        log.warning("%s: lowering with constant propagation failed (%s); retrying without", path.name,
+                    (str(exc).splitlines() or [""])[0][:200])
+        edge = program(fold=False)
+    if log.isEnabledFor(logging.DEBUG):
+        try:
+            from executorch.devtools.backend_debug import get_delegation_info
+
+            info = get_delegation_info(edge.exported_program().graph_module)
+            log.debug("%s: %d delegated / %d non-delegated ops", path.name,
+                      info.num_delegated_nodes, info.num_non_delegated_nodes)
+        except Exception as exc:  # devtools missing: not fatal
+            log.debug("delegation info unavailable: %s", exc)
+    program = edge.to_executorch()
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        program.write_to_file(f)
+    os.replace(tmp, path)
+
+
+def quantize_pt2e_xnnpack(module: nn.Module, example_inputs, calibration=None, is_dynamic: bool = True) -> nn.Module:
+    """PT2E int8 (per-channel, dynamic activations by default) for XNNPACK; returns the converted module."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=is_dynamic))
+    gm = module if isinstance(module, torch.fx.GraphModule) else torch.export.export(module, tuple(example_inputs), strict=False).module()
+    prepared = prepare_pt2e(gm, quantizer)
+    for batch in calibration or [example_inputs]:
+        prepared(*batch)
+    return convert_pt2e(prepared)
+
+
+def _lower_onnx(module, example_inputs, path: Path, dtype: str) -> None:
+    target = path if dtype == "fp32" else path.with_name(f".{path.stem}.fp32.onnx")
+    # The dynamo exporter prints progress lines to stdout: keep stdout clean for --json.
+    with contextlib.redirect_stdout(io.StringIO()):
+        onnx_program = torch.onnx.export(module, tuple(example_inputs), dynamo=True, external_data=False)
+        onnx_program.save(str(target), external_data=False)
+    if dtype == "int8":
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        try:
+            from onnxruntime.quantization.shape_inference import quant_pre_process
+
+            pre = path.with_name(f".{path.stem}.pre.onnx")
+            quant_pre_process(str(target), str(pre), skip_symbolic_shape=True)
+            os.replace(pre, target)
+        except Exception as exc:  # pre-processing is an optimisation only
+            log.debug("quant_pre_process skipped: %s", exc)
+        # quantize_dynamic skips Gemm nodes by default: include them explicitly (MatMul and Gemm).
+        # As the shipped exporter (export/onnx.py): dynamic, per-channel weights.
+        quantize_dynamic(str(target), str(path), weight_type=QuantType.QInt8, per_channel=True)
+        target.unlink(missing_ok=True)
+
+
+def lower_to_temp(module: nn.Module, example_inputs, runtime: str, dtype: str = "fp32", directory: str | Path | None = None) -> Path:
+    """`lower` into a fresh temporary file (the caller deletes it)."""
+    fd, name = tempfile.mkstemp(suffix=suffix_for(runtime), dir=directory)
+    os.close(fd)
+    return lower(module, example_inputs, name, runtime, dtype)
+
+
+def numpy_inputs(example_inputs: Sequence[torch.Tensor]) -> list[Any]:
+    """Example inputs as contiguous numpy arrays (what `Device.measure` takes)."""
+    return [t.detach().cpu().contiguous().numpy() for t in example_inputs]
