@@ -38,6 +38,7 @@ class Preset:
     space: dict = field(default_factory=lambda: SearchSpace().to_dict())
     epochs: int = 200
     patience: int = 10
+    lr: float = 1e-3
     search_epochs: int = 20
     validate_subnets: int = 20
     profile_max_seconds: float = 1.5
@@ -53,7 +54,7 @@ PRESETS: dict[str, Preset] = {
         baseline={"max_len": 50, "d": 32, "layers": [{"heads": 2, "ffn": 128}] * 2, "attention": "softmax",
                        "gates": False, "head_size": 16},
         space=SearchSpace(max_lens=(20, 50), ds=(16, 32), heads=(1, 2), ffns=(32, 64, 128), depths=(1, 2)).to_dict(),
-        epochs=30, patience=4, search_epochs=4, validate_subnets=8, profile_max_seconds=0.5,
+        epochs=25, patience=3, lr=3e-3, search_epochs=4, validate_subnets=8, profile_max_seconds=0.5,
         bench_runs=50, energy_runs=200, energy_seconds=2.0,
     ),
 }
@@ -186,7 +187,7 @@ class Pipeline:
     def train_config(self):
         from easrec.train.trainer import TrainConfig
 
-        return TrainConfig(epochs=self.preset.epochs, patience=self.preset.patience, seed=self.opts.seed)
+        return TrainConfig(epochs=self.preset.epochs, patience=self.preset.patience, lr=self.preset.lr, seed=self.opts.seed)
 
     def stage_baseline(self) -> dict:
         from easrec.train.run import train_run
@@ -234,7 +235,7 @@ class Pipeline:
 
         table = LatencyTable.load(self.out / "lut.json", space=self.space)
         budget = self.opts.budget_ratio * table.cost(self.baseline_arch)
-        gcfg = GatesConfig(epochs=self.preset.search_epochs, seed=self.opts.seed)
+        gcfg = GatesConfig(epochs=self.preset.search_epochs, lr=self.preset.lr, seed=self.opts.seed)
         metrics = search_run(self.data(), self.data_cfg(), self.out, cost_model=table, budget=budget, gates_cfg=gcfg,
                              finetune=self.train_config(), resume=(self.out / "search_checkpoint.pt").exists(),
                              reference=self.baseline_arch)

@@ -27,15 +27,13 @@ one, so the gate multiplications inside the FFN are counted too.
 
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from easrec.cost import Component
 from easrec.export.graph import TopKGraph
-from easrec.model.sasrec import NEG, SASRec, layer_norm
+from easrec.model.sasrec import SASRec, layer_norm, running_mean
 from easrec.space import Arch, LayerArch
 
 SCORING_LEN = 100  # history length the scoring component excludes seen items over
@@ -62,78 +60,45 @@ def padded_ids(L: int, n_items: int, batch: int = 1, fill: float = FILL, seed: i
 
 
 class EmbeddingPart(nn.Module):
-    """ids → embedded sequence, attention mask and padding keep-mask, as in `SASRec.encode`."""
+    """ids → embedded sequence, attention mask and padding keep-mask: `SASRec.embed`."""
 
     def __init__(self, model: SASRec, L: int, d: int):
         super().__init__()
-        self.item_emb, self.pos_emb, self.L, self.d = model.item_emb, model.pos_emb, L, d
+        self.model = model
+        self.arch = Arch(L, d, model.arch.layers, model.arch.attention, False, model.arch.head_size)
 
     def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        L, d = self.L, self.d
-        ids = ids[:, -L:]
-        L = ids.shape[1]
-        keep = (ids != 0).to(self.item_emb.weight.dtype)
-        pos = self.pos_emb.weight[:L, :d].flip(0)
-        x = F.embedding(ids, self.item_emb.weight[:, :d]) * math.sqrt(d) + pos
-        x = x * keep.unsqueeze(-1)
-        causal = torch.triu(torch.full((L, L), NEG, dtype=x.dtype, device=x.device), diagonal=1)
-        full_mask = causal + (1.0 - keep).view(-1, 1, 1, L) * NEG
-        return x, full_mask, keep
-
-
-def running_mean(x0: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """The gates' input: causal running mean of the embedded sequence (as `SASRec.encode` computes it)."""
-    counts = torch.cumsum(keep, dim=1).clamp(min=1.0).unsqueeze(-1)
-    return torch.cumsum(x0, dim=1) / counts
+        x, mask, keep, _ = self.model.embed(ids, self.arch)
+        return x, mask, keep
 
 
 class AttentionPart(nn.Module):
-    """LN1 + attention + residual of block `i` (only the newest position when `last`)."""
+    """LN1 + attention + residual of block `i` (only the newest position when `last`): `SASRec.attention_step`."""
 
     def __init__(self, model: SASRec, i: int, arch: Arch, last: bool):
         super().__init__()
-        block = model.blocks[i]
-        self.ln1, self.attn = block.ln1, block.attn
-        self.d, self.heads, self.kind, self.last = arch.d, arch.layers[i].heads, arch.attention, last
+        self.model, self.i, self.arch, self.last = model, i, arch, last
 
-    def forward(self, x: torch.Tensor, mask_or_keep: torch.Tensor) -> torch.Tensor:
-        if self.kind == "softmax":
-            mask = mask_or_keep[:, :, -1:, :] if self.last else mask_or_keep
-            keep = None
-        else:  # linear attention reads only the keep-mask
-            mask, keep = None, mask_or_keep
-        h = layer_norm(self.ln1, x, self.d)
-        a = self.attn(h, mask, keep, d=self.d, heads=self.heads, kind=self.kind, last_only=self.last)
-        return (x[:, -1:] if self.last else x) + a
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        return self.model.attention_step(self.i, x, mask, keep, self.arch, final=self.last)
 
 
 class FeedForwardPart(nn.Module):
-    """LN2 + (optionally gated) FFN + residual + padding re-mask of block `i`; `last` adds the final LN."""
+    """LN2 + (optionally gated) FFN + residual + re-mask of block `i` (`SASRec.ffn_step`); `last` adds the final LN."""
 
     def __init__(self, model: SASRec, i: int, arch: Arch, last: bool, gated: bool):
         super().__init__()
-        block = model.blocks[i]
-        self.ln2, self.ffn = block.ln2, block.ffn
-        self.gated = gated
-        if gated:
-            self.gate_inner, self.gate_out = block.gate_inner, block.gate_out
-        if last:
-            self.ln_f = model.ln_f
-        self.d, self.width, self.last = arch.d, arch.layers[i].ffn, last
+        self.model, self.i, self.last, self.gated = model, i, last, gated
+        self.arch = Arch(arch.max_len, arch.d, arch.layers, arch.attention, gated, arch.head_size)
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor, gate_input: torch.Tensor | None = None) -> torch.Tensor:
-        d = self.d
-        g_in = g_out = None
+        summary = None
         if self.gated:
             # Inner blocks read the running mean over all positions; the last block its newest row.
-            s = gate_input if self.last else running_mean(gate_input, keep)
-            g_in = self.gate_inner(s, d, self.width)
-            g_out = self.gate_out(s, d, d)
-        h = layer_norm(self.ln2, x, d)
-        x = x + self.ffn(h, d=d, ffn=self.width, gate_inner=g_in, gate_out=g_out)
-        x = x * (keep[:, -1:] if self.last else keep).unsqueeze(-1)
+            summary = gate_input if self.last else running_mean(gate_input, keep)
+        x = self.model.ffn_step(self.i, x, keep, summary, self.arch, final=self.last)
         if self.last:
-            return layer_norm(self.ln_f, x, d)[:, -1]
+            return layer_norm(self.model.ln_f, x, self.arch.d)[:, -1]
         return x
 
 
@@ -215,7 +180,7 @@ def component_module(
     model = (model if model is not None else SASRec(arch, n_items)).eval()
     L, d = int(k.get("L", arch.max_len)), arch.d
     emb = EmbeddingPart(model, arch.max_len if "L" not in k else L, d).eval()
-    ids = padded_ids(emb.L, n_items, seed=seed)
+    ids = padded_ids(emb.arch.max_len, n_items, seed=seed)
     with torch.no_grad():
         x0, mask, keep = emb(ids)
         # A realistic block input: the embedded sequence after one attention residual.
@@ -225,7 +190,7 @@ def component_module(
     last = name.startswith("last_")
     if name in ("attention", "last_attention"):
         part = AttentionPart(model, block, arch, last).eval()
-        return part, (x, mask if arch.attention == "softmax" else keep)
+        return part, (x, mask, keep)
     gated = name in ("gates", "last_gates")
     part = FeedForwardPart(model, block, arch, last, gated).eval()
     xin = x[:, -1:] if last else x

@@ -41,11 +41,10 @@ def test_component_parts_reproduce_sasrec_forward(kind, gates):
         ref_h = model.encode(ids, last_only=True)
         ref_full = model.encode(ids)
         x0, mask, keep = EmbeddingPart(model, 20, 32)(ids)
-        side = mask if kind == "softmax" else keep
-        x = AttentionPart(model, 0, arch, last=False)(x0, side)
+        x = AttentionPart(model, 0, arch, last=False)(x0, mask, keep)
         ffn0 = FeedForwardPart(model, 0, arch, last=False, gated=gates)
         x = ffn0(x, keep, x0) if gates else ffn0(x, keep)
-        x = AttentionPart(model, 1, arch, last=True)(x, side)
+        x = AttentionPart(model, 1, arch, last=True)(x, mask, keep)
         ffn1 = FeedForwardPart(model, 1, arch, last=True, gated=gates)
         h = ffn1(x, keep, running_mean(x0, keep)[:, -1:]) if gates else ffn1(x, keep)
         assert torch.equal(h, ref_h)

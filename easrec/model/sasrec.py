@@ -143,6 +143,12 @@ class FeedForward(nn.Module):
         return y
 
 
+def running_mean(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Causal running mean over the non-padded positions of x [B, L, d] (the gates' view of the history)."""
+    counts = torch.cumsum(keep, dim=1).clamp(min=1.0).unsqueeze(-1)
+    return torch.cumsum(x, dim=1) / counts
+
+
 def layer_norm(ln: nn.LayerNorm, x: torch.Tensor, d: int) -> torch.Tensor:
     """LayerNorm over the first d channels with the leading slice of its affine parameters."""
     return F.layer_norm(x, (d,), ln.weight[:d], ln.bias[:d], ln.eps)
@@ -180,17 +186,12 @@ class SASRec(nn.Module):
         )
         self.ln_f = nn.LayerNorm(arch.d)
         self.drop = nn.Dropout(dropout)
+        causal = torch.triu(torch.full((arch.max_len, arch.max_len), NEG), diagonal=1)
+        self.register_buffer("causal", causal, persistent=False)
         self.apply(_init_weights)
 
-    def encode(
-        self,
-        ids: torch.Tensor,
-        active: Arch | None = None,
-        *,
-        last_only: bool = False,
-        soft: SoftChoice | None = None,
-    ) -> torch.Tensor:
-        """Item ids [B, L] (left-padded with 0, newest last) → hidden states [B, L', d] ([B, d] with last_only)."""
+    def embed(self, ids: torch.Tensor, active: Arch | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """ids [B, L] → (embedded x [B, L, d], additive attention mask [B, 1, L, L], keep-mask [B, L], gate input or None)."""
         arch = active or self.arch
         L, d = arch.max_len, arch.d
         ids = ids[:, -L:]  # reading only the newest L items: positions are counted from the newest
@@ -203,41 +204,56 @@ class SASRec(nn.Module):
         if arch.gates:
             # The gates read the history seen so far (a causal running mean of the embedded input),
             # so training with a loss at every position cannot peek at future items through them.
-            counts = torch.cumsum(keep, dim=1).clamp(min=1.0).unsqueeze(-1)
-            summary = torch.cumsum(x, dim=1) / counts
+            summary = running_mean(x, keep)
+        # The causal part is a constant slice (built once): generating it per call costs more than
+        # a whole block in ExecuTorch's portable kernels at L 200.
+        mask = self.causal[-L:, -L:] + (1.0 - keep).view(-1, 1, 1, L) * NEG  # [B, 1, L, L]
+        return x, mask, keep, summary
+
+    def attention_step(self, i: int, x: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor, arch: Arch,
+                       final: bool = False, head_weights: torch.Tensor | None = None) -> torch.Tensor:
+        """LN + attention + residual of block i (only the newest position when `final`)."""
+        block, layer = self.blocks[i], arch.layers[i]
+        h = layer_norm(block.ln1, x, arch.d)
+        a = block.attn(h, mask[:, :, -1:, :] if final else mask, keep, d=arch.d, heads=layer.heads,
+                       kind=arch.attention, last_only=final, head_weights=head_weights)
+        return (x[:, -1:] if final else x) + self.drop(a)
+
+    def ffn_step(self, i: int, x: torch.Tensor, keep: torch.Tensor, summary: torch.Tensor | None, arch: Arch,
+                 final: bool = False, ffn_weights: torch.Tensor | None = None) -> torch.Tensor:
+        """LN + (gated) FFN + residual + padding re-mask of block i."""
+        block, layer, d = self.blocks[i], arch.layers[i], arch.d
+        g_in = g_out = None
+        if arch.gates and block.gate_inner is not None:
+            s = summary[:, -1:] if final else summary
+            g_in = block.gate_inner(s, d, layer.ffn)
+            g_out = block.gate_out(s, d, d)
+        h = layer_norm(block.ln2, x, d)
+        x = x + self.drop(block.ffn(h, d=d, ffn=layer.ffn, gate_inner=g_in, gate_out=g_out, ffn_weights=ffn_weights))
+        return x * (keep[:, -1:] if final else keep).unsqueeze(-1)
+
+    def encode(
+        self,
+        ids: torch.Tensor,
+        active: Arch | None = None,
+        *,
+        last_only: bool = False,
+        soft: SoftChoice | None = None,
+    ) -> torch.Tensor:
+        """Item ids [B, L] (left-padded with 0, newest last) → hidden states [B, L', d] ([B, d] with last_only)."""
+        arch = active or self.arch
+        x, mask, keep, summary = self.embed(ids, arch)
         x = self.drop(x)
-        causal = torch.triu(torch.full((L, L), NEG, dtype=x.dtype, device=x.device), diagonal=1)
-        full_mask = causal + (1.0 - keep).view(-1, 1, 1, L) * NEG  # [B, 1, L, L]
-        depth = arch.depth
         mixed = None
-        for i in range(depth):
-            block = self.blocks[i]
-            layer = arch.layers[i]
-            final = last_only and i == depth - 1 and soft is None
-            mask = full_mask[:, :, -1:, :] if final else full_mask
-            h = layer_norm(block.ln1, x, d)
-            a = block.attn(
-                h, mask, keep, d=d, heads=layer.heads, kind=arch.attention, last_only=final,
-                head_weights=soft.head_weights[i] if soft and soft.head_weights else None,
-            )
-            x = (x[:, -1:] if final else x) + self.drop(a)
-            g_in = g_out = None
-            if arch.gates and block.gate_inner is not None:
-                s = summary[:, -1:] if final else summary
-                g_in = block.gate_inner(s, d, layer.ffn)
-                g_out = block.gate_out(s, d, d)
-            h = layer_norm(block.ln2, x, d)
-            f = block.ffn(
-                h, d=d, ffn=layer.ffn, gate_inner=g_in, gate_out=g_out,
-                ffn_weights=soft.ffn_weights[i] if soft and soft.ffn_weights else None,
-            )
-            x = x + self.drop(f)
-            x = x * (keep[:, -1:] if final else keep).unsqueeze(-1)
+        for i in range(arch.depth):
+            final = last_only and i == arch.depth - 1 and soft is None
+            x = self.attention_step(i, x, mask, keep, arch, final, soft.head_weights[i] if soft and soft.head_weights else None)
+            x = self.ffn_step(i, x, keep, summary, arch, final, soft.ffn_weights[i] if soft and soft.ffn_weights else None)
             if soft is not None and soft.depth_weights is not None:
                 mixed = x * soft.depth_weights[i] if mixed is None else mixed + x * soft.depth_weights[i]
         if mixed is not None:
             x = mixed
-        x = layer_norm(self.ln_f, x, d)
+        x = layer_norm(self.ln_f, x, arch.d)
         if last_only:
             return x[:, -1]
         return x
