@@ -30,9 +30,7 @@ class TopKGraph(nn.Module):
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
         self.k = int(k)
         self.exclude_seen = bool(exclude_seen)
-        bias = torch.zeros(model.n_items + 1)
-        bias[0] = NEG
-        self.register_buffer("score_bias", bias, persistent=False)
+        self.register_buffer("pad_index", torch.zeros(1, dtype=torch.long), persistent=False)
 
     @property
     def max_len(self) -> int:
@@ -41,7 +39,7 @@ class TopKGraph(nn.Module):
     def scores(self, ids: torch.Tensor) -> torch.Tensor:
         """All catalogue scores [B, N+1] (padding and, with exclude_seen, the input items at NEG)."""
         h = self.model.encode(ids, last_only=True)
-        s = F.linear(h, self.model.item_weights(), self.score_bias)
+        s = F.linear(h, self.model.item_weights()).index_fill(1, self.pad_index, NEG)
         if self.exclude_seen:
             s = s.scatter(1, ids, torch.full(ids.shape, NEG, dtype=s.dtype))
         return s
