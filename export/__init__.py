@@ -14,6 +14,7 @@ ExecuTorch and onnxruntime are imported lazily: `import easrec.export` needs nei
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,12 @@ from easrec.export.artifact import FORMATS, QUANTIZE, ExportResult, Predictor, l
 from easrec.export.graph import TopKGraph
 
 log = logging.getLogger(__name__)
+
+# torch's ONNX exporter warns on every export that torchvision is missing (it registers torchvision
+# ops) and pytree emits a deprecation warning per process: noise for easrec's users, which would bury
+# the progress display. Real export problems are still raised.
+logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*", category=FutureWarning)
 
 __all__ = [
     "ExportResult", "Predictor", "TopKGraph", "export_model", "export_run", "load", "read_sidecar", "sidecar_path",

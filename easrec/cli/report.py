@@ -15,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "and, when present, artifacts.json, bench.json, energy.json, lut.json, commands.json, "
                     "data_stats.json (see easrec.profiling.report). Missing parts get a section saying so.")
     p.add_argument("run", metavar="RUN", help="run directory (train or search output)")
-    p.add_argument("--baseline", metavar="RUN", help="the baseline SASRec run to compare with")
+    p.add_argument("--baseline", metavar="RUN", help="the baseline SASRec run to compare with (default: RUN/baseline when present, as `easrec run` writes it)")
     p.add_argument("--lut", metavar="LUT", help="latency LUT (default RUN/lut.json when present)")
     p.add_argument("--out", metavar="DIR", help="write the two files here instead of RUN")
     add_json_flag(p)
@@ -28,6 +28,8 @@ def run(args: argparse.Namespace) -> dict:
 
     from easrec.profiling.report import RUN_FILES, write_report
 
+    if args.baseline is None and (Path(args.run) / "baseline" / "metrics.json").exists():
+        args.baseline = str(Path(args.run) / "baseline")
     html_path, md_path = write_report(args.run, baseline_run=args.baseline, lut=args.lut, out_dir=args.out)
     inputs = {role: (str(Path(args.run) / name) if (Path(args.run) / name).is_file() else None)
               for role, name in RUN_FILES.items()}
