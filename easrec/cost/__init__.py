@@ -17,7 +17,7 @@ from typing import Iterable
 
 import torch
 
-from easrec.space import Arch, SearchSpace
+from easrec.space import Arch, LayerArch, SearchSpace
 
 # (component name, key fields) – the LUT is keyed on exactly these.
 COMPONENT_FIELDS: dict[str, tuple[str, ...]] = {
@@ -129,6 +129,38 @@ class CostModel(ABC):
     def cost(self, arch: Arch) -> float:
         """Predicted cost of a whole architecture."""
         return float(sum(self.component_cost(c) for c in components(arch)))
+
+    def cheapest(self) -> Arch:
+        """The architecture of the space with the lowest cost under this model (exact for an additive model).
+
+        Not `space.smallest()`: on a real device the narrowest choice is not always the cheapest
+        (linear attention can cost more than softmax at short L, for instance).
+        """
+        sp = self.space
+        best: tuple[float, Arch] | None = None
+        for L, d, kind in itertools.product(sp.max_lens, sp.ds, sp.attentions):
+            for depth in sp.depths:
+                # Layers are independent in an additive model: pick each one's cheapest (heads, ffn).
+                layers = []
+                for i in range(depth):
+                    last = i == depth - 1
+                    options = [LayerArch(h, f) for h in sp.heads for f in sp.ffns]
+                    layers.append(min(options, key=lambda la: self._layer_cost(L, d, kind, la, last)))
+                arch = Arch(L, d, tuple(layers), kind, sp.gates, sp.head_size)
+                c = self.cost(arch)
+                if best is None or c < best[0]:
+                    best = (c, arch)
+        assert best is not None
+        return best[1]
+
+    def _layer_cost(self, L: int, d: int, kind: str, layer: LayerArch, last: bool) -> float:
+        prefix = "last_" if last else ""
+        rows = {} if last else {"L": L}
+        parts = [Component.make(f"{prefix}attention", L=L, d=d, heads=layer.heads, hs=self.space.head_size, kind=kind),
+                 Component.make(f"{prefix}ffn", **rows, d=d, ffn=layer.ffn)]
+        if self.space.gates:
+            parts.append(Component.make(f"{prefix}gates", **rows, d=d, ffn=layer.ffn))
+        return sum(self.component_cost(c) for c in parts)
 
     def breakdown(self, arch: Arch) -> dict[str, float]:
         """Per-component predicted costs, for reports."""

@@ -106,7 +106,7 @@ def keep_probability(p: torch.Tensor, widths: tuple[int, ...], unit: int = 1) ->
 
 def budget_feasibility(cost_model: CostModel, budget: float) -> None:
     """Refuse a budget below the cheapest architecture of the space, naming the smallest feasible figure."""
-    smallest = cost_model.space.smallest()
+    smallest = cost_model.cheapest()
     floor = cost_model.cost(smallest)
     if budget < floor:
         raise EasrecError(
