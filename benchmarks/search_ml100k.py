@@ -41,7 +41,7 @@ def main() -> int:
     ap.add_argument("--patience", type=int, default=10)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--ablations", default="no-gates,paper", help="comma list of no-gates, paper (empty for none)")
+    ap.add_argument("--ablations", default="no-gates,paper", help="comma list of no-gates, paper (empty for none); run at the first ratio")
     ap.add_argument("--work", type=Path, default=Path("runs/bench_search"))
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "search_ml100k.json")
     ap.add_argument("--quick", action="store_true", help="a few epochs only (smoke test)")
@@ -65,8 +65,8 @@ def main() -> int:
     for ab in filter(None, args.ablations.split(",")):
         variants.append({"no-gates": ("ablation: gates off", {"gates": False}),
                          "paper": ("ablation: paper constraint", {"constraint": "paper"})}[ab])
-    for ratio in (float(r) for r in args.ratios.split(",")):
-        for name, opt in variants:
+    for n, ratio in enumerate(float(r) for r in args.ratios.split(",")):
+        for name, opt in variants if n == 0 else variants[:1]:
             space = SearchSpace(gates=opt.get("gates", True))
             cm = load_cost_model(space, ds.n_items, args.lut)
             budget = resolve_budget(cm, ratio=ratio)

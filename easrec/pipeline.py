@@ -122,6 +122,17 @@ class Pipeline:
                               f"use --resume {out} to continue it or another --out")
         return cls(out, opts, on_stage)
 
+    def change_budget(self, ratio: float) -> None:
+        """Search again at another budget: keeps data, baseline and LUT, reruns search and everything after it."""
+        if ratio == self.opts.budget_ratio:
+            return
+        self.opts.budget_ratio = ratio
+        self.state["options"]["budget_ratio"] = ratio
+        for stage in STAGES[STAGES.index("search"):]:
+            self.state["stages"].pop(stage, None)
+        for name in ("search_checkpoint.pt", "finetune/checkpoint.pt"):
+            (self.out / name).unlink(missing_ok=True)
+
     def save(self) -> None:
         atomic_write_json(self.out / STATE_FILE, self.state)
 

@@ -15,7 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("data", metavar="DATA", nargs="?", default="synthetic", help="path or name (default: synthetic)")
     p.add_argument("--device", default="cpu", help="cpu, cpu:N, cuda, android:SERIAL, ssh:USER@HOST")
     p.add_argument("--runtime", choices=["executorch", "onnxruntime"], default="executorch")
-    p.add_argument("--budget-ratio", type=float, default=0.5, help="latency budget as a share of the baseline SASRec's")
+    p.add_argument("--budget-ratio", type=float, default=None,
+                   help="latency budget as a share of the baseline SASRec's (default 0.5); with --resume, search again at this budget "
+                        "reusing the trained baseline and the LUT")
     p.add_argument("--preset", choices=["full", "quick"], default="full",
                    help="full: SASRec L200 d64 and the default space; quick: a small space and few epochs (the demo)")
     p.add_argument("--threads", type=int, default=1, help="runtime threads on the device")
@@ -41,9 +43,14 @@ def cmd_run(args: argparse.Namespace) -> dict:
             n = STAGES.index(stage) + 1
             progress_console.print(f"[bold]\\[{n}/{len(STAGES)}] {stage}[/bold]: {status}")
 
+    if args.budget_ratio is not None and not args.budget_ratio > 0:
+        raise EasrecError(f"--budget-ratio must be positive, got {args.budget_ratio}")
     if args.resume:
         pipe = Pipeline.resume(args.resume, on_stage)
+        if args.budget_ratio is not None:
+            pipe.change_budget(args.budget_ratio)
     else:
+        args.budget_ratio = 0.5 if args.budget_ratio is None else args.budget_ratio
         if not args.budget_ratio > 0:
             raise EasrecError(f"--budget-ratio must be positive, got {args.budget_ratio}")
         opts = RunOptions(data=args.data, device=args.device, runtime=args.runtime, budget_ratio=args.budget_ratio,

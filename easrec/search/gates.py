@@ -312,8 +312,9 @@ def gates_search(
             on_epoch(record)
     argmax = alpha.argmax()
     arch = project_to_budget(argmax, alpha, cost_model, budget)
-    final_probs = alpha.probs(tau_at(total_steps))
-    return SearchResult(arch=arch, argmax_arch=argmax, expected_cost=float(cost_model.expected_cost(final_probs)),
+    with torch.no_grad():
+        final_expected = float(cost_model.expected_cost(alpha.probs(tau_at(total_steps))))
+    return SearchResult(arch=arch, argmax_arch=argmax, expected_cost=final_expected,
                         predicted_cost=cost_model.cost(arch), search_seconds=state["seconds"], log=state["log"])
 
 
