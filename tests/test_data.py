@@ -235,11 +235,20 @@ def test_split_never_leaks(seqs, max_len):
         np.testing.assert_array_equal(xv[row], padded_tail_reference([seq[:-2]], max_len)[0])
         np.testing.assert_array_equal(xt[row], padded_tail_reference([seq[:-1]], max_len)[0])
     assert set(sp.valid_users.tolist()) == {u for u, s in enumerate(full) if len(s) >= 3}
-    x, y = sp.train_arrays(max_len)
+    x, y = sp.train_arrays(max_len, all_windows=False)
     kept = [t for t in sp.train if len(t) >= 2]
     np.testing.assert_array_equal(x, padded_tail_reference([t[:-1] for t in kept], max_len))
     ref_y = padded_tail_reference([t[1:] for t in kept], max_len)
     np.testing.assert_array_equal(y, np.where(x == 0, 0, ref_y))
+    # All windows: every training interaction after a user's first is a target exactly once, and
+    # each target's input row is that user's history just before it.
+    xw, yw = sp.train_arrays(max_len)
+    got = sorted(yw[yw != 0].tolist())
+    want = sorted(int(i) for t in kept for i in t[1:])
+    assert got == want
+    for r in range(len(xw)):
+        for c in np.nonzero(yw[r])[0]:
+            assert xw[r, c] != 0 and (c + 1 == xw.shape[1] or yw[r, c] == xw[r, c + 1])
 
 
 # --- synthetic --------------------------------------------------------------------------------------

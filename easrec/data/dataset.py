@@ -63,11 +63,19 @@ class Split:
         inputs[:, -1] = self.valid_targets
         return inputs, self.test_targets.copy()
 
-    def train_arrays(self, max_len: int) -> tuple[np.ndarray, np.ndarray]:
-        """SASRec whole-sequence training pairs: input = train[:-1] tail, target = train[1:] tail (0 = ignore)."""
+    def train_arrays(self, max_len: int, all_windows: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """SASRec whole-sequence training pairs: input = window[:-1], target = window[1:] (0 = ignore).
+
+        With `all_windows`, a history longer than `max_len` + 1 is cut into consecutive windows (from
+        the newest back, each predicting the next `max_len` targets), so every training interaction is
+        a target once; otherwise only the newest window of each user is used (the SASRec paper's way).
+        """
         if not isinstance(max_len, (int, np.integer)) or max_len < 1:
             raise EasrecError(f"max_len must be a positive integer, got {max_len!r}")
         keep = [s for s in self.train if len(s) >= 2]
+        if all_windows:
+            # Preprocessing once per training run (not per batch): slicing views is cheap.
+            keep = [seq[max(0, end - max_len - 1): end] for seq in keep for end in range(len(seq), 1, -max_len)]
         both = padded_tail(keep, max_len + 1)
         inputs = both[:, :-1].copy()
         targets = both[:, 1:].copy()

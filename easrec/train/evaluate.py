@@ -38,24 +38,30 @@ def evaluate_scores(
     inputs, targets = split.eval_arrays(which, max_len)
     inputs_t = torch.from_numpy(inputs)
     targets_t = torch.from_numpy(targets)
-    ranks = []
+    lengths = (inputs_t != 0).sum(1)
+    # Users sorted by history length, so each batch can drop its all-padding columns: positions count
+    # back from the newest item, so scores are unchanged and short histories cost less.
+    order = torch.argsort(lengths, stable=True)
+    ranks = torch.empty(len(inputs), dtype=torch.long)
     for start in range(0, len(inputs), batch_size):
-        x = inputs_t[start : start + batch_size]
-        t = targets_t[start : start + batch_size]
+        idx = order[start : start + batch_size]
+        width = max(1, int(lengths[idx].max()))
+        x = inputs_t[idx, -width:]
+        t = targets_t[idx]
         scores = score_fn(x).float().clone()
         if protocol == "full":
             if not keep_seen:
                 exclude_seen(scores, x)
             else:
                 scores[:, 0] = -1e4
-            ranks.append(target_ranks(scores, t))
+            ranks[idx] = target_ranks(scores, t)
         else:
             if popularity is None:
                 raise EasrecError("the sampled-100 protocol needs item popularity")
-            ranks.append(sampled_ranks(scores, t, x, popularity, seed=start))
-    if not ranks:
+            ranks[idx] = sampled_ranks(scores, t, x, popularity, seed=start)
+    if len(inputs) == 0:
         raise EasrecError("no user has enough interactions (3) to be evaluated")
-    return metrics_from_ranks(torch.cat(ranks), ks)
+    return metrics_from_ranks(ranks, ks)
 
 
 def evaluate_model(model, split: Split, which: Literal["valid", "test"], *, active=None, **kwargs) -> dict[str, float]:
