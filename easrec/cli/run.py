@@ -60,15 +60,28 @@ def cmd_run(args: argparse.Namespace) -> dict:
         summary = pipe.run()
     if args.json:
         return emit(args, summary)
+    models = summary["models"]
     table = Table(title=f"easrec run: {summary['run']}")
-    for col in ("", "architecture", "NDCG@10", "HR@10", "ms (fp32)", "ms (int8)", "NDCG@10 int8", "mJ / inference", "size int8"):
-        table.add_column(col)
-    for name, row in summary["models"].items():
-        f = lambda v, spec: "–" if v is None else format(v, spec)  # noqa: E731
-        table.add_row(name, row.get("arch") or "–", f(row.get("ndcg@10"), ".4f"), f(row.get("hr@10"), ".4f"),
-                      f(row.get("ms"), ".3f"), f(row.get("ms_int8"), ".3f"), f(row.get("ndcg@10_int8"), ".4f"),
-                      f(row.get("mj"), ".3f") + (f" ({row['energy_source']})" if row.get("energy_source") else ""),
-                      f((row.get("bytes_int8") or 0) / 1024, ".0f") + " KiB" if row.get("bytes_int8") else "–")
+    table.add_column("")
+    for name in models:
+        table.add_column(name, overflow="fold")
+
+    def cell(row: dict, key: str, spec: str, suffix: str = "") -> str:
+        v = row.get(key)
+        return "–" if v is None else format(v, spec) + suffix
+
+    lines = [
+        ("architecture", lambda r: r.get("arch") or "–"),
+        ("test NDCG@10", lambda r: cell(r, "ndcg@10", ".4f")),
+        ("test HR@10", lambda r: cell(r, "hr@10", ".4f")),
+        ("latency fp32", lambda r: cell(r, "ms", ".3f", " ms")),
+        ("latency int8", lambda r: cell(r, "ms_int8", ".3f", " ms")),
+        ("NDCG@10 int8 artifact", lambda r: cell(r, "ndcg@10_int8", ".4f")),
+        ("energy / inference", lambda r: cell(r, "mj", ".3f", f" mJ ({r.get('energy_source')})")),
+        ("size fp32 / int8", lambda r: f"{cell(r, 'bytes', ',d')} / {cell(r, 'bytes_int8', ',d')} B"),
+    ]
+    for label, fn in lines:
+        table.add_row(label, *(fn(row) for row in models.values()))
     console.print(table)
     console.print(f"predicted {summary['predicted_ms']:.3f} ms (budget {summary['budget_ms']:.3f} ms); report: {summary['report']}")
     return summary
