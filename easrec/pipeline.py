@@ -231,7 +231,7 @@ class Pipeline:
         if not reused:
             settings = Settings(max_seconds=self.preset.profile_max_seconds)
             build_lut(device, self.space, self.opts.runtime, "fp32", n_items, self.opts.threads, cache,
-                      settings=settings, extra=[self.baseline_arch, reference_arch()] if self.space == SearchSpace() else [self.baseline_arch])
+                      settings=settings, extra=[self.baseline_arch])
             validate_lut(cache, device, self.preset.validate_subnets, settings=Settings(max_seconds=self.preset.profile_max_seconds))
         shutil.copyfile(cache, self.out / "lut.json")
         table = LatencyTable.load(self.out / "lut.json", space=self.space)
