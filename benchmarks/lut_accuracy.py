@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -52,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         runtime, dtype = spec.split(":")
         name = f"{runtime}_{dtype}"
         lut_path = RESULTS / f"lut_{name}.json"
-        log(f"{name}: building {lut_path}")
+        load0 = os.getloadavg()[0]
+        log(f"{name}: building {lut_path} (load average {load0:.1f} on {os.cpu_count()} cores)")
         t0 = time.perf_counter()
         last = [0.0]
 
@@ -68,12 +70,13 @@ def main(argv: list[str] | None = None) -> int:
         res = validate_lut(lut_path, device, args.subnets, progress=progress)
         val_wall = time.perf_counter() - t0
         report["configs"][name] = {
-            "runtime": runtime, "dtype": dtype, "lut": str(lut_path.relative_to(RESULTS.parent.parent)),
+            "runtime": runtime, "dtype": dtype, "lut_path": str(lut_path.relative_to(RESULTS.parent.parent)),
             "entries": len(table.entries), "build_seconds": table.data["build_seconds"],
             "build_canary": table.data.get("canary"), "validate_seconds": val_wall,
             "validation_canary": res["canary"],
             "lut": {"a": res["lut"]["a"], "b": res["lut"]["b"], "test": res["lut"]["test"], "all": res["lut"]["all"]},
             "flops": {"a": res["flops"]["a"], "b": res["flops"]["b"], "test": res["flops"]["test"], "all": res["flops"]["all"]},
+"load_average": {"start": load0, "end": os.getloadavg()[0]},
             "measured_ms_range": [min(r["measured_ms"] for r in res["subnets"]), max(r["measured_ms"] for r in res["subnets"])],
         }
         out.write_text(json.dumps(report, indent=2) + "\n")

@@ -113,9 +113,9 @@ def export_executorch(
         raise EasrecError(f"quantize must be one of {', '.join(QUANTIZE)}, got {quantize!r}")
     try:
         import executorch.kernels.quantized  # noqa: F401  (registers the out-variants of quantized ops)
-        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-        from executorch.exir import to_edge_transform_and_lower
         from executorch.exir.passes.constant_prop_pass import constant_prop_pass
+
+        from easrec.export.lowering import to_xnnpack
     except ImportError as exc:
         raise EasrecError(f"executorch export needs the executorch package ({exc})") from exc
     path = Path(path)
@@ -124,13 +124,14 @@ def export_executorch(
     max_len = graph.max_len
     example = example_inputs(max_len, batch, sample)
     ep = export_program(graph, example)
-    # Fold the weight slices, but not the causal mask: folded it would be an L×L float constant
-    # (160 KB at L 200) stored in the file; built at run time it costs one small triu.
+    # Fold the weight slices into constants so XNNPACK delegates the linears. (The causal mask is a
+    # constant buffer of the model: an L×L slice generated per call cost more than a block in
+    # ExecuTorch's portable kernels.)
     ep = constant_prop_pass(ep, custom_skip_targets={torch.ops.aten.triu.default, torch.ops.aten.full.default})
     if quantize != "none":
         ep = quantize_pt2e(ep, example, quantize, calibration_batches(calib, batch, max_len))
     try:
-        edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()])
+        edge = to_xnnpack(ep)
         report = delegation_report(edge)
         program = edge.to_executorch()
         buffer = program.buffer

@@ -1,8 +1,9 @@
 """Lower any `nn.Module` + example inputs to a file one runtime loads: `.pte`, `.onnx` or `.pt2`.
 
 The profiler measures components and whole subnets through exactly the path that ships:
-ExecuTorch (torch.export → `to_edge_transform_and_lower(XnnpackPartitioner)`; int8 through the
-PT2E flow with `XNNPACKQuantizer`, dynamic per-channel), ONNX Runtime (`torch.onnx.export(dynamo=True)`
+ExecuTorch (`executorch_program`: torch.export → constant propagation → int8 through the PT2E flow
+with `XNNPACKQuantizer`, dynamic per-channel — the steps of `export_executorch`; then `to_xnnpack`:
+`to_edge_transform_and_lower(XnnpackPartitioner)` after removing identity copies), ONNX Runtime (`torch.onnx.export(dynamo=True)`
 in one self-contained file; int8 with onnxruntime's `quantize_dynamic`), or torch (`torch.export.save`).
 Runtimes are imported lazily, inside the function that needs them.
 """
@@ -73,7 +74,8 @@ def lower(
     check(runtime, dtype)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    module = module.eval()
+    # Frozen: constant propagation turns the weights into constants (no grad-requiring tensors warned about).
+    module = module.eval().requires_grad_(False)
     example_inputs = tuple(example_inputs)
     try:
         with torch.no_grad():
@@ -92,31 +94,56 @@ def lower(
     return path
 
 
-def _lower_executorch(module, example_inputs, path: Path, dtype: str, calibration) -> None:
-    import executorch.kernels.quantized  # noqa: F401  (registers the out-variants of quantized ops)
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import to_edge_transform_and_lower
+# Constant propagation folds the weight slices (without it XNNPACK sees linears with non-constant
+# weights and delegates none of them) but not these: the same skip list as `export_executorch`.
+FOLD_SKIP = frozenset({torch.ops.aten.triu.default, torch.ops.aten.full.default})
+
+
+def executorch_program(module: nn.Module, example_inputs: Sequence[torch.Tensor], dtype: str = "fp32", calibration=None):
+    """The ATen program `export_executorch` lowers: torch.export (non-strict) → constant propagation
+    (weight slices folded, `FOLD_SKIP` kept) → for int8, PT2E with `XNNPACKQuantizer` (per-channel
+    weights, dynamic activations) and export again."""
+    from easrec.export.executorch import export_program
     from executorch.exir.passes.constant_prop_pass import constant_prop_pass
 
-    # The same steps as the shipped exporter (export/executorch.py): constant propagation folds the
-    # weight slices and the constant part of the masks, then optional PT2E int8, then XNNPACK.
-    def program(fold: bool):
-        ep = torch.export.export(module, example_inputs, strict=False)
-        if fold:
-            ep = constant_prop_pass(ep)
-        if dtype == "int8":
-            q = quantize_pt2e_xnnpack(ep.module(), example_inputs, calibration)
-            ep = torch.export.export(q, example_inputs, strict=False)
-        return to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()])
+    what = type(module).__name__
+    example_inputs = tuple(example_inputs)
+    ep = export_program(module, example_inputs, what)
+    ep = constant_prop_pass(ep, custom_skip_targets=set(FOLD_SKIP))
+    if dtype == "int8":
+        q = quantize_pt2e_xnnpack(ep.module(), example_inputs, calibration)
+        ep = export_program(q, example_inputs, f"quantized {what}")
+    return ep
 
-    try:
-        edge = program(fold=True)
-    except RuntimeError as exc:
-        # XNNPACK refuses a folded graph whose output is also a delegate input ("pass through
-        # arguments"); lower it unfolded rather than not at all.
-        log.warning("%s: lowering with constant propagation failed (%s); retrying without", path.name,
-                    (str(exc).splitlines() or [""])[0][:200])
-        edge = program(fold=False)
+
+def to_xnnpack(programs):
+    """`to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner()])`, after removing
+    identity copies (`RemoveCloneOpsTransform`, as XNNPACK's own pass manager does per partition).
+
+    Why the transform: `nn.Dropout` in eval mode exports as an identity `clone`. In a gated SASRec the
+    embedded sequence feeds both that clone and the gates' `cumsum` (a portable kernel), so the
+    partitioner puts the clone alone in a delegate whose input is its output once XNNPACK drops the
+    copy: "Output node … is already in the inputs … pass through arguments". Removed before
+    partitioning, the copy never reaches a delegate. `programs` is one ExportedProgram or a
+    {method name: ExportedProgram} dict (a multi-method program); each is consumed.
+    """
+    import executorch.kernels.quantized  # noqa: F401  (registers the out-variants of quantized ops)
+    from executorch.backends.transforms.remove_clone_ops import RemoveCloneOpsTransform
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import (
+        XnnpackPartitioner,
+    )
+    from executorch.exir import to_edge_transform_and_lower
+
+    return to_edge_transform_and_lower(
+        programs,
+        transform_passes=[RemoveCloneOpsTransform(preserve_input_output_copies=True)],
+        partitioner=[XnnpackPartitioner()],
+    )
+
+
+def _lower_executorch(module, example_inputs, path: Path, dtype: str, calibration) -> None:
+    # The shipped exporter's steps (export/executorch.py): export, fold, optional int8, XNNPACK.
+    edge = to_xnnpack(executorch_program(module, example_inputs, dtype, calibration))
     if log.isEnabledFor(logging.DEBUG):
         try:
             from executorch.devtools.backend_debug import get_delegation_info
@@ -126,11 +153,18 @@ def _lower_executorch(module, example_inputs, path: Path, dtype: str, calibratio
                       info.num_delegated_nodes, info.num_non_delegated_nodes)
         except Exception as exc:  # devtools missing: not fatal
             log.debug("delegation info unavailable: %s", exc)
+    write_program(edge, path)
+
+
+def write_program(edge, path: str | Path) -> Path:
+    """`edge.to_executorch()` written atomically to `path`."""
+    path = Path(path)
     program = edge.to_executorch()
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as f:
         program.write_to_file(f)
     os.replace(tmp, path)
+    return path
 
 
 def quantize_pt2e_xnnpack(module: nn.Module, example_inputs, calibration=None, is_dynamic: bool = True) -> nn.Module:
@@ -153,7 +187,9 @@ def _lower_onnx(module, example_inputs, path: Path, dtype: str) -> None:
     target = path if dtype == "fp32" else path.with_name(f".{path.stem}.fp32.onnx")
     # The dynamo exporter prints progress lines to stdout: keep stdout clean for --json.
     with contextlib.redirect_stdout(io.StringIO()):
-        onnx_program = torch.onnx.export(module, tuple(example_inputs), dynamo=True, external_data=False)
+        from easrec.export.onnx import OPSET
+
+        onnx_program = torch.onnx.export(module, tuple(example_inputs), dynamo=True, external_data=False, opset_version=OPSET)
         onnx_program.save(str(target), external_data=False)
     if dtype == "int8":
         from onnxruntime.quantization import QuantType, quantize_dynamic

@@ -5,13 +5,16 @@
   until the median is stable, or a cap of runs / seconds; a fixed thread count).
 - Lowering is slow (seconds per graph for ExecuTorch) and measuring wants a quiet machine, so the two
   never overlap: a chunk of graphs is lowered in parallel worker processes (`Lowerer`), then the
-  chunk is measured one at a time while the workers are idle.
+  chunk is measured one at a time while the workers are idle. The worker processes are spawned once
+  per Python process and shared by every `Lowerer` (a LUT build and its validation), so the seconds
+  each one spends importing torch and ExecuTorch and warming up the first lowering are paid once.
 - A canary (a fixed small MLP) is measured at the start and the end of every run; the relative drift
   between the two says how much the machine changed underneath the measurements.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import multiprocessing
 import os
@@ -19,6 +22,7 @@ import shutil
 import tempfile
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -26,7 +30,6 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import torch
 import torch.nn as nn
-
 from easrec.devices import Device, LatencyStats
 
 log = logging.getLogger(__name__)
@@ -77,6 +80,12 @@ def drift(start_ms: float, end_ms: float) -> float:
 
 # ---------------------------------------------------------------- lowering in worker processes
 
+def _worker_init() -> None:
+    """Worker start-up: one thread (the workers run side by side), runtimes imported once."""
+    torch.set_num_threads(1)
+    import easrec.export.lowering  # noqa: F401
+
+
 def _lower_job(job: tuple) -> tuple[str, str, list[np.ndarray]]:
     """Worker: build the module a job names, lower it, return (key, path, numpy example inputs)."""
     kind, key, payload, runtime, dtype, path = job
@@ -86,6 +95,30 @@ def _lower_job(job: tuple) -> tuple[str, str, list[np.ndarray]]:
     module, example = build_module(kind, payload)
     lower(module, example, path, runtime, dtype)
     return key, path, numpy_inputs(example)
+
+
+_POOLS: dict[int, ProcessPoolExecutor] = {}
+
+
+def shared_pool(workers: int) -> ProcessPoolExecutor:
+    """The process pool of `workers` spawned lowering workers, created on first use and kept."""
+    pool = _POOLS.get(workers)
+    if pool is None:
+        pool = ProcessPoolExecutor(
+            max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init
+        )
+        _POOLS[workers] = pool
+    return pool
+
+
+def shutdown_pools() -> None:
+    """Stop the shared lowering workers (also run at exit)."""
+    while _POOLS:
+        _, pool = _POOLS.popitem()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+atexit.register(shutdown_pools)
 
 
 def build_module(kind: str, payload: Any) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
@@ -116,12 +149,6 @@ class Lowerer:
         self._own_dir = directory is None
         self.directory = Path(tempfile.mkdtemp(prefix="easrec-lut-")) if directory is None else Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._pool: ProcessPoolExecutor | None = None
-
-    def _ensure_pool(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"))
-        return self._pool
 
     def path_for(self, key: str) -> str:
         from easrec.export.lowering import suffix_for
@@ -134,14 +161,23 @@ class Lowerer:
         full = [(kind, key, payload, self.runtime, self.dtype, self.path_for(key)) for kind, key, payload in jobs]
         if self.workers <= 0 or len(full) == 1:
             return [_lower_job(job) for job in full]
-        pool = self._ensure_pool()
+        pool = shared_pool(self.workers)
         futures: list[Future] = [pool.submit(_lower_job, job) for job in full]
-        return [f.result() for f in futures]
+        try:
+            return [f.result() for f in futures]
+        except BrokenProcessPool:
+            # A worker died (killed, out of memory): drop the pool so the next call starts a fresh one.
+            if _POOLS.get(self.workers) is pool:
+                del _POOLS[self.workers]
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        """Remove this lowerer's files (the shared workers stay for the next `Lowerer`)."""
         if self._own_dir:
             shutil.rmtree(self.directory, ignore_errors=True)
 

@@ -211,3 +211,23 @@ def test_cli_export_predict_bench(run_dir, tmp_path, capsys):
     # a bad artifact path: one-line error, exit 2
     assert main(["predict", str(tmp_path / "none.pte"), "--history", "1"]) == 2
     assert "easrec: error" in capsys.readouterr().err
+
+
+def test_gated_model_exports_to_executorch_with_parity(tmp_path):
+    """A searched subnet carries EASRec's gates: its eval-mode dropout copy must not break XNNPACK partitioning."""
+    from easrec.devices.runners import load_runner
+    from easrec.export.executorch import export_executorch
+    from easrec.export.graph import TopKGraph
+    from easrec.model import SASRec
+    from easrec.space import Arch, LayerArch
+
+    torch.manual_seed(0)
+    model = SASRec(Arch(20, 16, (LayerArch(1, 32), LayerArch(2, 32)), "softmax", True, 16), 100).eval()
+    path = tmp_path / "gated.pte"
+    export_executorch(model, path)
+    ids = torch.zeros(1, 20, dtype=torch.long)
+    ids[0, -8:] = torch.arange(3, 11)
+    idx, val = load_runner(path).run([ids.numpy()])
+    ref_idx, ref_val = TopKGraph(model)(ids)
+    assert idx.tolist() == ref_idx.tolist()
+    assert abs(val - ref_val.numpy()).max() < 1e-4
