@@ -52,9 +52,10 @@ PRESETS: dict[str, Preset] = {
     # Small enough for `make demo` on a 2-core machine in a few minutes, every stage real.
     "quick": Preset(
         baseline={"max_len": 50, "d": 32, "layers": [{"heads": 2, "ffn": 128}] * 2, "attention": "softmax",
-                       "gates": False, "head_size": 16},
-        space=SearchSpace(max_lens=(20, 50), ds=(16, 32), heads=(1, 2), ffns=(32, 64, 128), depths=(1, 2)).to_dict(),
-        epochs=25, patience=3, lr=3e-3, search_epochs=4, validate_subnets=8, profile_max_seconds=0.5,
+                  "gates": False, "head_size": 16},
+        space=SearchSpace(max_lens=(20, 50), ds=(16, 32), heads=(1, 2), ffns=(32, 128), depths=(1, 2),
+                          attentions=("softmax",)).to_dict(),
+        epochs=15, patience=3, lr=3e-3, search_epochs=3, validate_subnets=8, profile_max_seconds=0.5,
         bench_runs=50, energy_runs=200, energy_seconds=2.0,
     ),
 }
