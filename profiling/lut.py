@@ -50,12 +50,15 @@ def device_fingerprint(device_info: dict[str, Any], runtime: str, dtype: str) ->
 
 
 class LatencyTable(CostModel):
-    """Measured per-component latencies (ms) with a per-device affine correction of their sum."""
+    """Measured per-component costs with a per-device affine correction of their sum.
 
-    unit = "ms"
+    Latency (ms) as `easrec profile` writes it; an energy table from `easrec.profiling.energy.energy_lut`
+    has the same format with `unit: mJ` (entries = measured power × LUT latency).
+    """
 
     def __init__(self, data: dict[str, Any], source: str = "LUT"):
         self.data = data
+        self.unit = str(data.get("unit", "ms"))
         self.source = source
         self.space = SearchSpace.from_dict(data["space"])
         self.n_items = int(data["n_items"])

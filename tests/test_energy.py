@@ -190,6 +190,13 @@ def test_energy_lut_loads_through_the_lut_class(tmp_path):
     arch = space.sample(__import__("random").Random(0))
     latency = lut_mod.LatencyTable.load(src, space=space)
     assert table.cost(arch) == pytest.approx(3.0 * latency.cost(arch))
+    # The search reads the unit from the table: an energy LUT takes --budget-mj, not --budget-ms.
+    from easrec.search.run import resolve_budget
+
+    assert table.unit == "mJ" and latency.unit == "ms"
+    assert resolve_budget(table, value=1.0, unit="mJ") == 1.0
+    with pytest.raises(EasrecError, match="--budget-ms"):
+        resolve_budget(table, value=1.0, unit="ms")
 
 
 @pytest.mark.slow
