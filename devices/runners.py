@@ -18,6 +18,8 @@ from easrec.errors import EasrecError
 
 log = logging.getLogger(__name__)
 
+_THREADPOOL: dict[str, int] = {}  # the XNNPACK threadpool size this process last set
+
 # ExecuTorch ScalarType codes (c10 numbering) -> numpy dtypes.
 _ET_DTYPES = {
     0: np.uint8, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.int64,
@@ -126,13 +128,15 @@ class ExecuTorchRunner(Runner):
             raise EasrecError(f"{self.path.name}: loading with executorch failed: executorch is not installed ({exc})") from exc
         self.runtime_version = _version("executorch", executorch)
         # The XNNPACK threadpool is global and must be sized before the program is loaded.
-        if threads and threads > 0:
+        # Reset only when the size changes: every reset also prints a line from the C++ runtime.
+        if threads and threads > 0 and _THREADPOOL.get("size") != int(threads):
             try:
                 import warnings
 
                 with warnings.catch_warnings():  # the call is marked experimental
                     warnings.simplefilter("ignore")
                     portable_lib._unsafe_reset_threadpool(int(threads))
+                _THREADPOOL["size"] = int(threads)
             except Exception as exc:  # an ExecuTorch build without a threadpool
                 log.warning("executorch: cannot set threadpool size to %d: %s", threads, exc)
         t0 = time.perf_counter()
