@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from easrec.data import load_dataset
+from easrec.data import data_config, load_dataset
 from easrec.errors import atomic_write_json
 from easrec.search.gates import GatesConfig
 from easrec.search.run import load_cost_model, resolve_budget, search_run
@@ -50,7 +50,7 @@ def main() -> int:
         args.search_epochs, args.epochs, args.patience = 2, 3, 2
     torch.set_num_threads(args.threads)
     ds = load_dataset(args.data)
-    data_cfg = {"spec": str(Path(args.data).resolve()), "options": {}}
+    data_cfg = data_config(args.data)
     ft = TrainConfig(epochs=args.epochs, patience=args.patience, lr=args.lr, threads=args.threads)
 
     t0 = time.perf_counter()

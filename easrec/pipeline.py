@@ -173,10 +173,9 @@ class Pipeline:
         return self.dataset
 
     def data_cfg(self) -> dict:
-        spec = self.opts.data
-        if Path(spec).exists():
-            spec = str(Path(spec).resolve())
-        return {"spec": spec, "options": {}}
+        from easrec.data import data_config
+
+        return data_config(self.opts.data)
 
     def device(self):
         from easrec.devices import get_device

@@ -113,9 +113,7 @@ def export_executorch(
         raise EasrecError(f"quantize must be one of {', '.join(QUANTIZE)}, got {quantize!r}")
     try:
         import executorch.kernels.quantized  # noqa: F401  (registers the out-variants of quantized ops)
-        from executorch.exir.passes.constant_prop_pass import constant_prop_pass
-
-        from easrec.export.lowering import to_xnnpack
+        from easrec.export.lowering import fold_constants, to_xnnpack
     except ImportError as exc:
         raise EasrecError(f"executorch export needs the executorch package ({exc})") from exc
     path = Path(path)
@@ -124,10 +122,7 @@ def export_executorch(
     max_len = graph.max_len
     example = example_inputs(max_len, batch, sample)
     ep = export_program(graph, example)
-    # Fold the weight slices into constants so XNNPACK delegates the linears. (The causal mask is a
-    # constant buffer of the model: an L×L slice generated per call cost more than a block in
-    # ExecuTorch's portable kernels.)
-    ep = constant_prop_pass(ep, custom_skip_targets={torch.ops.aten.triu.default, torch.ops.aten.full.default})
+    ep = fold_constants(ep)
     if quantize != "none":
         ep = quantize_pt2e(ep, example, quantize, calibration_batches(calib, batch, max_len))
     try:

@@ -94,22 +94,24 @@ def lower(
     return path
 
 
-# Constant propagation folds the weight slices (without it XNNPACK sees linears with non-constant
-# weights and delegates none of them) but not these: the same skip list as `export_executorch`.
-FOLD_SKIP = frozenset({torch.ops.aten.triu.default, torch.ops.aten.full.default})
+def fold_constants(ep):
+    """Constant propagation over an exported program: folds SASRec's weight slices, without which
+    XNNPACK sees linears with non-constant weights and delegates none of them."""
+    from executorch.exir.passes.constant_prop_pass import constant_prop_pass
+
+    return constant_prop_pass(ep)
 
 
 def executorch_program(module: nn.Module, example_inputs: Sequence[torch.Tensor], dtype: str = "fp32", calibration=None):
     """The ATen program `export_executorch` lowers: torch.export (non-strict) → constant propagation
-    (weight slices folded, `FOLD_SKIP` kept) → for int8, PT2E with `XNNPACKQuantizer` (per-channel
+    (`fold_constants`) → for int8, PT2E with `XNNPACKQuantizer` (per-channel
     weights, dynamic activations) and export again."""
     from easrec.export.executorch import export_program
-    from executorch.exir.passes.constant_prop_pass import constant_prop_pass
 
     what = type(module).__name__
     example_inputs = tuple(example_inputs)
     ep = export_program(module, example_inputs, what)
-    ep = constant_prop_pass(ep, custom_skip_targets=set(FOLD_SKIP))
+    ep = fold_constants(ep)
     if dtype == "int8":
         q = quantize_pt2e_xnnpack(ep.module(), example_inputs, calibration)
         ep = export_program(q, example_inputs, f"quantized {what}")

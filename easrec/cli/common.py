@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -70,12 +69,7 @@ def add_data_args(parser: argparse.ArgumentParser, required: bool = True) -> Non
 
 def load_data_from_args(args: argparse.Namespace):
     """Load the data set named by DATA and the data options; returns (dataset, data config for the run)."""
-    from easrec.data import load_dataset
+    from easrec.data import data_config, load_dataset
 
     options = {k: getattr(args, k) for k in DATA_OPTIONS if getattr(args, k, None) not in (None, 0)}
-    dataset = load_dataset(args.data, **options)
-    spec = str(args.data)
-    # A path is stored absolute so `evaluate`/`export` find the data from any working directory.
-    if Path(spec).exists():
-        spec = str(Path(spec).resolve())
-    return dataset, {"spec": spec, "options": options}
+    return load_dataset(args.data, **options), data_config(args.data, options)

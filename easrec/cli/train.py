@@ -49,10 +49,6 @@ def cmd_train(args: argparse.Namespace) -> dict:
     from easrec.train.run import sasrec_arch, train_run
     from easrec.train.trainer import TrainConfig
 
-    if args.max_len < 1:
-        from easrec.errors import EasrecError
-
-        raise EasrecError(f"--max-len must be at least 1, got {args.max_len}")
     dataset, data_cfg = load_data_from_args(args)
     arch = sasrec_arch(args.max_len, args.d, args.layers, args.heads, args.ffn, args.attention, args.gates)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,

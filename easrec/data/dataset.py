@@ -273,6 +273,15 @@ def resolve(spec: str | Path) -> Path | str:
     raise EasrecError(f"unknown data set '{text}' (known: {', '.join(KNOWN_NAMES)}; or give a file path)")
 
 
+def data_config(spec: str | Path, options: dict | None = None) -> dict:
+    """The data part of a run's config.json: the spec (a path made absolute, so any working directory
+    reloads it) and the reader/filter options; `load_dataset(cfg["spec"], **cfg["options"])` reloads it."""
+    spec = str(spec)
+    if Path(spec).exists():
+        spec = str(Path(spec).resolve())
+    return {"spec": spec, "options": dict(options or {})}
+
+
 def load_dataset(
     spec: str | Path,
     *,

@@ -71,7 +71,7 @@ class Supernet(SASRec):
                     g_src, g_dst = getattr(src, name), getattr(dst, name)
                     _copy_linear(g_dst.fc1, g_src.fc1, g_src.fc1.weight.shape[0], d)
                     _copy_linear(g_dst.fc2, g_src.fc2, out, g_src.fc2.weight.shape[1])
-        sub.eval() if not self.training else sub.train()
+        sub.train(self.training)
         return sub
 
 

@@ -88,8 +88,6 @@ def search_run(
     else:
         torch.manual_seed(finetune.seed)
         model = SASRec(arch, dataset.n_items, dropout)
-    model.dropout = dropout
-    model.drop.p = dropout
     ft_dir = out / "finetune"
     ft_dir.mkdir(exist_ok=True)
     ft = train_model(model, split, finetune, ft_dir, resume=resume and (ft_dir / "checkpoint.pt").exists(),
@@ -125,7 +123,7 @@ def search_run(
     }
     if cost_model.unit == "ms":
         metrics["predicted_ms"] = result.predicted_cost
-    write_run(out, model, dataset, data_cfg, finetune, ft, metrics,
+    write_run(out, model, dataset, data_cfg, finetune, metrics,
               {"dropout": dropout, "search": config_dict(gates_cfg), "space": space.to_dict(),
                "cost_model": getattr(cost_model, "fingerprint", lambda: {})(), **(extra_config or {})})
     return metrics

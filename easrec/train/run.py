@@ -42,7 +42,7 @@ def test_metrics(model: SASRec, dataset: Dataset, keep_seen: bool, active: Arch 
     return {"test": test, ("test_excluding_seen" if keep_seen else "test_keep_seen"): other}
 
 
-def write_run(out: Path, model: SASRec, dataset: Dataset, data_cfg: dict, train_cfg: TrainConfig, result, metrics: dict,
+def write_run(out: Path, model: SASRec, dataset: Dataset, data_cfg: dict, train_cfg: TrainConfig, metrics: dict,
               extra_config: dict | None = None) -> None:
     """Write the run directory: config, arch, mapping, model weights, metrics."""
     out.mkdir(parents=True, exist_ok=True)
@@ -64,8 +64,6 @@ def train_run(dataset: Dataset, data_cfg: dict, arch: Arch, cfg: TrainConfig, ou
     """Train a SASRec of `arch` on `dataset` and write the run directory; returns metrics.json's content."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    if arch.max_len < 1:
-        raise EasrecError(f"--max-len must be at least 1, got {arch.max_len}")
     torch.manual_seed(cfg.seed)
     model = SASRec(arch, dataset.n_items, dropout)
     split = dataset.split()
@@ -86,5 +84,5 @@ def train_run(dataset: Dataset, data_cfg: dict, arch: Arch, cfg: TrainConfig, ou
         "arch": arch.to_dict(),
         "history": result.history,
     }
-    write_run(out, model, dataset, data_cfg, cfg, result, metrics, {"dropout": dropout})
+    write_run(out, model, dataset, data_cfg, cfg, metrics, {"dropout": dropout})
     return metrics
