@@ -4,14 +4,16 @@ under a dynamic resource constraint whose cost comes from a `CostModel` (FLOPs o
 Relaxation. Heads, FFN widths and depth are mixed softly (DARTS): a head or neuron is scaled by the
 probability that the chosen width keeps it, and the outputs after each block are mixed by the depth
 probabilities, so one forward pass computes the expectation. Sequence length, width d and the
-attention kind change tensor shapes, so they are sampled from softmax(α/τ) each step and receive
-gradients through a straight-through factor (GDAS). τ is annealed from 1 to 0.01.
+attention kind change tensor shapes: weight steps sample one of them from softmax(α/τ); α steps run
+two paths that differ in one of them and mix their predictive distributions (`gates_search`), so
+every choice gets a gradient that compares candidates. τ is annealed from 1 to 0.01 over the search.
 
 Constraint (DESIGN.md, Search). `dynamic`: penalty λ·max(0, E[c]/T_t − 1) where the target T_t
 tightens from the full model's cost to the budget T during warm-up and λ follows dual ascent (grows
 while over budget, decays when under). `paper`: the paper's fixed λ = 0.01 on normalised FLOPs,
-scaled by the most likely depth / max depth. Either way the argmax architecture is finally projected
-onto the budget (cheapest-loss reductions) so the returned architecture never exceeds it.
+scaled by the most likely depth / max depth. Either way the result is the most probable
+architecture within the budget, found exactly (`easrec.search.projection`), or a larger one that
+spends the budget when it validates better, so the returned architecture never exceeds the budget.
 """
 
 from __future__ import annotations
@@ -33,8 +35,10 @@ from easrec.cost import ArchProbs, CostModel
 from easrec.data import Split
 from easrec.errors import EasrecError
 from easrec.model import SoftChoice, Supernet
+from easrec.search.projection import ChoiceLogProbs, grow_within, most_probable_within
 from easrec.space import Arch, LayerArch, SearchSpace
 from easrec.train.checkpoint import load_torch, save_torch
+from easrec.train.evaluate import evaluate_model
 from easrec.train.trainer import length_bucketed_batches, set_determinism
 
 log = logging.getLogger(__name__)
@@ -55,10 +59,12 @@ class GatesConfig:
     tau_start: float = 1.0
     tau_end: float = 0.01
     warmup_frac: float = 0.4
+    arch_start_frac: float = 0.2
     constraint: str = "dynamic"
     lambda_init: float = 0.5
     dual_lr: float = 0.5
     paper_lambda: float = 0.01
+    fill: float = 0.9
     seed: int = 0
     threads: int | None = None
 
@@ -91,6 +97,10 @@ class ArchParams(nn.Module):
         return Arch(sp.max_lens[int(self.max_len.argmax())], sp.ds[int(self.d.argmax())], layers,
                     sp.attentions[int(self.attention.argmax())], sp.gates, sp.head_size)
 
+    def log_probs(self) -> ChoiceLogProbs:
+        """log softmax(α) of every choice, for the exact projection onto a budget."""
+        return ChoiceLogProbs.from_logits(self.max_len, self.d, self.depth, self.attention, list(self.heads), list(self.ffn))
+
     def snapshot(self) -> dict:
         """Current α as plain lists (for the search log)."""
         return {name: p.detach().tolist() for name, p in self.named_parameters()}
@@ -108,68 +118,44 @@ def budget_feasibility(cost_model: CostModel, budget: float) -> None:
     """Refuse a budget below the cheapest architecture of the space, naming the smallest feasible figure."""
     smallest = cost_model.cheapest()
     floor = cost_model.cost(smallest)
-    if budget < floor:
+    if not budget >= floor:
         raise EasrecError(
             f"budget {budget:.4g} {cost_model.unit} is infeasible: the smallest architecture in the search space "
             f"({smallest.describe()}) costs {floor:.4g} {cost_model.unit}"
         )
 
 
-def project_to_budget(arch: Arch, alpha: ArchParams, cost_model: CostModel, budget: float) -> Arch:
-    """Shrink `arch` one choice at a time, each time taking the step that loses least log-probability per unit of cost saved, until it fits."""
-    sp = cost_model.space
-    logp = {k: F.log_softmax(v.detach(), 0) for k, v in (("max_len", alpha.max_len), ("d", alpha.d), ("depth", alpha.depth), ("attention", alpha.attention))}
-
-    def score(a: Arch) -> float:
-        s = logp["max_len"][sp.max_lens.index(a.max_len)] + logp["d"][sp.ds.index(a.d)]
-        s = s + logp["depth"][sp.depths.index(a.depth)] + logp["attention"][sp.attentions.index(a.attention)]
-        for i, layer in enumerate(a.layers):
-            s = s + F.log_softmax(alpha.heads[i].detach(), 0)[sp.heads.index(layer.heads)]
-            s = s + F.log_softmax(alpha.ffn[i].detach(), 0)[sp.ffns.index(layer.ffn)]
-        return float(s)
-
-    def smaller(a: Arch) -> list[Arch]:
-        out = []
-        for field_name, values in (("max_len", sp.max_lens), ("d", sp.ds)):
-            i = values.index(getattr(a, field_name))
-            if i > 0:
-                out.append(Arch(**{**a.__dict__, field_name: values[i - 1]}))
-        if a.attention == "softmax" and "linear" in sp.attentions:
-            out.append(Arch(**{**a.__dict__, "attention": "linear"}))
-        if sp.depths.index(a.depth) > 0:
-            out.append(Arch(**{**a.__dict__, "layers": a.layers[: sp.depths[sp.depths.index(a.depth) - 1]]}))
-        for i, layer in enumerate(a.layers):
-            for attr, values in (("heads", sp.heads), ("ffn", sp.ffns)):
-                j = values.index(getattr(layer, attr))
-                if j > 0:
-                    layers = list(a.layers)
-                    layers[i] = LayerArch(**{**layer.__dict__, attr: values[j - 1]})
-                    out.append(Arch(**{**a.__dict__, "layers": tuple(layers)}))
-        return out
-
-    current, c = arch, cost_model.cost(arch)
-    while c > budget:
-        options = [(a, cost_model.cost(a)) for a in smaller(current)]
-        options = [(a, ca) for a, ca in options if ca < c]
-        if not options:
-            raise EasrecError(f"cannot bring {current.describe()} under the budget {budget:.4g} {cost_model.unit}")
-        base = score(current)
-        current, c = min(options, key=lambda o: (base - score(o[0])) / (c - o[1]))
-    if current != arch:
-        log.info("projected %s onto the budget: %s (%.4g %s)", arch.describe(), current.describe(), c, cost_model.unit)
-    return current
+def project_to_budget(alpha: "ArchParams", cost_model: CostModel, budget: float) -> Arch:
+    """The most probable architecture under α whose predicted cost is within `budget` (exact; see projection.py)."""
+    return most_probable_within(cost_model, alpha.log_probs(), budget)
 
 
 def _sample(p: torch.Tensor, gen: torch.Generator) -> int:
     return int(torch.multinomial(p.detach(), 1, generator=gen))
 
 
-def last_position_loss(model: Supernet, ids: torch.Tensor, targets: torch.Tensor, active: Arch, soft: SoftChoice) -> torch.Tensor:
-    """Cross-entropy of the next item after each sequence's newest item (used on validation batches for α)."""
+def _sample_other(p: torch.Tensor, exclude: int, gen: torch.Generator) -> int:
+    """A candidate other than `exclude`, drawn in proportion to p (uniformly when p has no mass left there)."""
+    q = p.detach().clone()
+    q[exclude] = 0.0
+    if not float(q.sum()) > 1e-12:
+        q = torch.ones_like(q)
+        q[exclude] = 0.0
+    return int(torch.multinomial(q, 1, generator=gen))
+
+
+def last_position_logprob(model: Supernet, ids: torch.Tensor, targets: torch.Tensor, active: Arch, soft: SoftChoice) -> torch.Tensor:
+    """log p(next item = target) after each sequence's newest item, per sequence [B]."""
     h = model.encode(ids, active, soft=soft)[:, -1]
     logits = h @ model.item_weights(active).t()
     logits[:, 0] = -1e4
-    return F.cross_entropy(logits, targets)
+    return F.log_softmax(logits, dim=-1).gather(1, targets.view(-1, 1)).squeeze(1)
+
+
+def choice_entropy(probs: ArchProbs) -> float:
+    """Sum of the entropies (nats) of every choice's distribution: 0 when the search has decided everything."""
+    ps = [probs.max_len, probs.d, probs.depth, probs.attention, *probs.heads, *probs.ffn]
+    return float(sum(-(p * p.clamp_min(1e-12).log()).sum() for p in ps).detach())
 
 
 @dataclass
@@ -182,6 +168,12 @@ class SearchResult:
     predicted_cost: float
     search_seconds: float
     log: list[dict] = field(default_factory=list)
+    candidates: list[dict] = field(default_factory=list)
+    steps: int = 0
+    final_entropy: float = 0.0
+
+
+SHAPE_CHOICES = ("max_len", "d", "attention")
 
 
 def gates_search(
@@ -195,7 +187,15 @@ def gates_search(
     resume: bool = False,
     on_epoch: Callable[[dict], None] | None = None,
 ) -> SearchResult:
-    """Train the supernet's weights and α jointly under the resource constraint; return the chosen architecture."""
+    """Train the supernet's weights and α jointly under the resource constraint; return the chosen architecture.
+
+    α gradients. Heads, FFN width and depth are relaxed (one pass computes the expectation). Sequence
+    length, width and attention kind change tensor shapes, so each α step runs two whole paths that
+    differ in one of them (the other choices shared) and mixes their *predictive distributions* with
+    weights softmax(α/τ) restricted to the two candidates (ProxylessNAS's two-path estimator): the
+    gradient on α then says which of the two candidates explains the held-out next item better,
+    instead of the loss-times-straight-through factor, whose gradient is the loss value whatever the choice.
+    """
     if cfg.constraint not in ("dynamic", "paper"):
         raise EasrecError(f"--constraint must be dynamic or paper, got {cfg.constraint!r}")
     budget_feasibility(cost_model, budget)
@@ -227,6 +227,8 @@ def gates_search(
         gen.set_state(saved["generator"])
         state = saved["state"]
         log.info("resumed search at epoch %d", state["epoch"])
+    shape_dims = [name for name, values in (("max_len", space.max_lens), ("d", space.ds), ("attention", space.attentions))
+                  if len(values) > 1]
 
     def tau_at(step: int) -> float:
         return cfg.tau_start * (cfg.tau_end / cfg.tau_start) ** min(1.0, step / max(1, total_steps - 1))
@@ -236,29 +238,70 @@ def gates_search(
         frac = min(1.0, step / warmup)
         return full_cost * (budget / full_cost) ** frac
 
-    def step_forward(x: torch.Tensor, y: torch.Tensor | None, tau: float, last_only_targets: torch.Tensor | None = None):
-        probs = alpha.probs(tau)
-        li, di, ki = _sample(probs.max_len, gen), _sample(probs.d, gen), _sample(probs.attention, gen)
+    def soft_choice(probs: ArchProbs) -> SoftChoice:
         depth = space.depths[-1]
-        active = Arch(space.max_lens[li], space.ds[di], (LayerArch(space.heads[-1], space.ffns[-1]),) * depth,
-                      space.attentions[ki], space.gates, space.head_size)
         p_depth = torch.zeros(depth, dtype=probs.depth.dtype)
         for j, n in enumerate(space.depths):
             p_depth = p_depth + probs.depth[j] * F.one_hot(torch.tensor(n - 1), depth).to(p_depth.dtype)
-        soft = SoftChoice(
+        return SoftChoice(
             head_weights=[keep_probability(probs.heads[i], space.heads) for i in range(depth)],
             ffn_weights=[keep_probability(probs.ffn[i], space.ffns) for i in range(depth)],
             depth_weights=p_depth,
         )
-        # Straight-through factor: 1 in value, carries d(loss)/d(p) for the sampled shape choices.
-        st = 1.0
-        for p, i in ((probs.max_len, li), (probs.d, di), (probs.attention, ki)):
-            st = st * (1.0 + p[i] - p[i].detach())
-        if last_only_targets is not None:
-            loss = last_position_loss(supernet, x, last_only_targets, active, soft) * st
+
+    def active_arch(idx: dict[str, int]) -> Arch:
+        layer = LayerArch(space.heads[-1], space.ffns[-1])
+        return Arch(space.max_lens[idx["max_len"]], space.ds[idx["d"]], (layer,) * space.depths[-1],
+                    space.attentions[idx["attention"]], space.gates, space.head_size)
+
+    def sample_path(probs: ArchProbs) -> dict[str, int]:
+        return {name: _sample(getattr(probs, name), gen) for name in SHAPE_CHOICES}
+
+    def weight_step(x: torch.Tensor, y: torch.Tensor, tau: float) -> float:
+        with torch.no_grad():
+            probs = alpha.probs(tau)
+        loss = supernet.loss(x, y, active_arch(sample_path(probs)), soft=soft_choice(probs))
+        w_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(supernet.parameters(), 1.0)
+        w_opt.step()
+        return loss.item()
+
+    def arch_step(x: torch.Tensor, y: torch.Tensor, tau: float, step: int) -> None:
+        probs = alpha.probs(tau)
+        soft = soft_choice(probs)
+        path_a = sample_path(probs)
+        if shape_dims:
+            dim = shape_dims[int(torch.randint(len(shape_dims), (1,), generator=gen))]
+            path_b = {**path_a, dim: _sample_other(getattr(probs, dim), path_a[dim], gen)}
+            logw = F.log_softmax(getattr(alpha, dim)[[path_a[dim], path_b[dim]]] / tau, dim=0)
+            lp_a = last_position_logprob(supernet, x, y, active_arch(path_a), soft)
+            lp_b = last_position_logprob(supernet, x, y, active_arch(path_b), soft)
+            v_loss = -torch.logsumexp(torch.stack([logw[0] + lp_a, logw[1] + lp_b]), dim=0).mean()
         else:
-            loss = supernet.loss(x, y, active, soft=soft) * st
-        return loss, probs
+            v_loss = -last_position_logprob(supernet, x, y, active_arch(path_a), soft).mean()
+        exp_cost = cost_model.expected_cost(probs)
+        target = target_at(step)
+        if cfg.constraint == "dynamic":
+            violation = exp_cost / target - 1.0
+            penalty = state["lam"] * torch.clamp(violation, min=0.0)
+        else:
+            depth_scale = space.depths[int(probs.depth.argmax())] / space.depths[-1]
+            penalty = cfg.paper_lambda * depth_scale * exp_cost / full_cost
+            violation = exp_cost / budget - 1.0
+        a_opt.zero_grad(set_to_none=True)
+        (v_loss + penalty).backward()
+        a_opt.step()
+        supernet.zero_grad(set_to_none=True)
+        if cfg.constraint == "dynamic":
+            # Dual ascent: λ rises while the expected cost is over the target, decays when under.
+            state["lam"] = max(0.0, state["lam"] + cfg.dual_lr * float(violation.detach()))
+        entry = {"step": step, "epoch": state["epoch"], "tau": tau, "lambda": state["lam"],
+                 "expected_cost": float(exp_cost.detach()), "target": target,
+                 "val_loss": float(v_loss.detach()), "entropy": choice_entropy(probs)}
+        if step % 5 == 0:
+            entry["alpha"] = alpha.snapshot()
+        state["log"].append(entry)
 
     while state["epoch"] < cfg.epochs:
         epoch_start = time.perf_counter()
@@ -268,41 +311,19 @@ def gates_search(
             step = state["step"]
             tau = tau_at(step)
             width = int(lengths[idx].max())
-            loss, _ = step_forward(train_x[idx, -width:], train_y[idx, -width:], tau)
-            w_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(supernet.parameters(), 1.0)
-            w_opt.step()
-            losses.append(loss.item())
-            if step % cfg.arch_every == 0:
+            losses.append(weight_step(train_x[idx, -width:], train_y[idx, -width:], tau))
+            # α waits until the shared weights mean something: comparing two untrained paths only
+            # locks in whichever one the first noisy steps happen to favour.
+            if step % cfg.arch_every == 0 and step >= cfg.arch_start_frac * total_steps:
                 vi = torch.randint(0, len(val_x), (cfg.batch_size,), generator=gen)
                 v_width = int(val_lengths[vi].max())
-                v_loss, probs = step_forward(val_x[vi, -v_width:], None, tau, last_only_targets=val_y[vi])
-                exp_cost = cost_model.expected_cost(probs)
-                target = target_at(step)
-                if cfg.constraint == "dynamic":
-                    violation = exp_cost / target - 1.0
-                    penalty = state["lam"] * torch.clamp(violation, min=0.0)
-                else:
-                    depth_scale = space.depths[int(probs.depth.argmax())] / space.depths[-1]
-                    penalty = cfg.paper_lambda * depth_scale * exp_cost / full_cost
-                    violation = exp_cost / budget - 1.0
-                a_opt.zero_grad(set_to_none=True)
-                supernet.zero_grad(set_to_none=True)
-                (v_loss + penalty).backward()
-                a_opt.step()
-                if cfg.constraint == "dynamic":
-                    # Dual ascent: λ rises while the expected cost is over the target, decays when under.
-                    state["lam"] = max(0.0, state["lam"] + cfg.dual_lr * float(violation.detach()))
-                if step % 5 == 0:
-                    state["log"].append({"step": step, "epoch": state["epoch"], "tau": tau, "lambda": state["lam"],
-                                         "expected_cost": float(exp_cost.detach()), "target": target,
-                                         "val_loss": float(v_loss.detach()), "alpha": alpha.snapshot()})
+                arch_step(val_x[vi, -v_width:], val_y[vi], tau, step)
             state["step"] += 1
         state["epoch"] += 1
         state["seconds"] += time.perf_counter() - epoch_start
         record = {"epoch": state["epoch"], "loss": float(np.mean(losses)), "lambda": state["lam"],
                   "expected_cost": state["log"][-1]["expected_cost"] if state["log"] else float("nan"),
+                  "entropy": state["log"][-1]["entropy"] if state["log"] else float("nan"),
                   "arch": alpha.argmax().describe(), "seconds": time.perf_counter() - epoch_start}
         if ckpt:
             save_torch({"space": space.to_dict(), "supernet": supernet.state_dict(), "alpha": alpha.state_dict(),
@@ -311,11 +332,39 @@ def gates_search(
         if on_epoch:
             on_epoch(record)
     argmax = alpha.argmax()
-    arch = project_to_budget(argmax, alpha, cost_model, budget)
+    arch, candidates = choose_architecture(supernet, split, alpha, cost_model, budget, cfg.fill)
     with torch.no_grad():
-        final_expected = float(cost_model.expected_cost(alpha.probs(tau_at(total_steps))))
+        final_probs = alpha.probs(tau_at(total_steps))
+        final_expected = float(cost_model.expected_cost(final_probs))
     return SearchResult(arch=arch, argmax_arch=argmax, expected_cost=final_expected,
-                        predicted_cost=cost_model.cost(arch), search_seconds=state["seconds"], log=state["log"])
+                        predicted_cost=cost_model.cost(arch), search_seconds=state["seconds"], log=state["log"],
+                        candidates=candidates, steps=state["step"], final_entropy=choice_entropy(final_probs))
+
+
+def choose_architecture(supernet: Supernet, split: Split, alpha: ArchParams, cost_model: CostModel, budget: float,
+                        fill: float) -> tuple[Arch, list[dict]]:
+    """The most probable architecture within the budget, or a grown one that spends ≥ `fill` of it if that validates better.
+
+    Both candidates are scored on the validation split with the supernet's shared weights (no
+    training), so spending the budget is kept only when the extra cost buys accuracy.
+    """
+    lp = alpha.log_probs()
+    probable = most_probable_within(cost_model, lp, budget)
+    candidates = [{"arch": probable, "why": "most probable within budget"}]
+    if fill > 0:
+        grown = grow_within(cost_model, lp, probable, budget, fill)
+        if grown != probable:
+            candidates.append({"arch": grown, "why": f"grown to spend >= {fill:.0%} of the budget"})
+    if len(candidates) > 1:
+        for c in candidates:
+            c["valid_ndcg@10"] = evaluate_model(supernet, split, "valid", active=c["arch"])["ndcg@10"]
+        best = max(candidates, key=lambda c: c["valid_ndcg@10"])
+    else:
+        best = candidates[0]
+    rows = [{**c, "arch": c["arch"].describe(), "cost": cost_model.cost(c["arch"]), "log_p": lp.score(cost_model.space, c["arch"]),
+             "chosen": c is best} for c in candidates]
+    log.info("chosen %s (%s)", best["arch"].describe(), best["why"])
+    return best["arch"], rows
 
 
 def write_search_log(path: Path, entries: list[dict]) -> None:

@@ -1,4 +1,11 @@
-"""Training loop: AdamW, early stopping on validation NDCG@10, resumable atomic checkpoints."""
+"""Training loop: AdamW, early stopping on validation NDCG@10, resumable atomic checkpoints.
+
+Evaluation and patience are counted in training *targets* (next-item predictions), not in epochs:
+an epoch of whole-sequence training holds as many targets as RecBole's epoch of single prefixes
+but about twenty times fewer optimizer steps, so a patience in epochs means different things on
+different data and batch sizes. By default the model is evaluated every `eval_every` targets and
+stops after `patience` evaluations without a gain in validation NDCG@10.
+"""
 
 from __future__ import annotations
 
@@ -30,8 +37,11 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.01
-    patience: int = 10
+    patience: int = 10  # evaluations without a validation gain before stopping
+    eval_every: int = 0  # training targets between evaluations; 0 = once per epoch
+    warmup_steps: int = 0  # linear learning-rate warm-up
     loss: str = "ce"
+    negatives: int = 256  # uniform negatives shared by a batch with loss "sampled-ce"
     seed: int = 0
     threads: int | None = None
     keep_seen: bool = False
@@ -42,10 +52,15 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "patience"):
             if getattr(self, name) < 1:
                 raise EasrecError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        for name in ("eval_every", "warmup_steps"):
+            if getattr(self, name) < 0:
+                raise EasrecError(f"--{name.replace('_', '-')} must be at least 0, got {getattr(self, name)}")
+        if not 0 <= self.weight_decay < 1:
+            raise EasrecError(f"--weight-decay must be in [0, 1), got {self.weight_decay}")
         if not self.lr > 0:
             raise EasrecError(f"--lr must be positive, got {self.lr}")
-        if self.loss not in ("ce", "bce"):
-            raise EasrecError(f"--loss must be ce or bce, got {self.loss!r}")
+        if self.loss not in ("ce", "sampled-ce", "bce"):
+            raise EasrecError(f"--loss must be ce, sampled-ce or bce, got {self.loss!r}")
         return self
 
 
@@ -60,6 +75,8 @@ class TrainResult:
     seconds_to_best: float = 0.0
     history: list[dict] = field(default_factory=list)
     samples_per_second: float = 0.0
+    best_step: int = 0
+    steps: int = 0
 
 
 def set_determinism(seed: int, threads: int | None) -> None:
@@ -92,8 +109,9 @@ def train_model(
 ) -> TrainResult:
     """Train `model` (or its subnet `active`) with early stopping; the best weights end up in `model`.
 
-    With `out_dir`, a checkpoint is written atomically after every epoch and on Ctrl-C, and
-    `resume=True` continues from it. `on_epoch` receives each epoch's record (for progress bars).
+    With `out_dir`, a checkpoint is written atomically at every evaluation and on Ctrl-C, and
+    `resume=True` continues from it exactly where it stopped (mid-epoch included: the epoch's batch
+    order is replayed from its saved generator state). `on_epoch` receives each evaluation's record.
     """
     cfg.validate()
     set_determinism(cfg.seed, cfg.threads)
@@ -104,10 +122,14 @@ def train_model(
     inputs = torch.from_numpy(inputs_np)
     targets = torch.from_numpy(targets_np)
     n_targets = int((targets != 0).sum())
+    targets_per_row = (targets != 0).sum(1)
+    eval_every = cfg.eval_every or n_targets
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
-    gen = torch.Generator().manual_seed(cfg.seed)
-    state = {"epoch": 0, "best_epoch": 0, "best_ndcg": -1.0, "best_valid": {}, "best_state": None,
-             "epoch_seconds": [], "history": [], "bad_epochs": 0,
+    gen = torch.Generator().manual_seed(cfg.seed)  # loss-side randomness (sampled negatives)
+    order_gen = torch.Generator().manual_seed(cfg.seed + 1)  # batch order, replayable per epoch
+    state = {"epoch": 0, "batch": 0, "order_state": order_gen.get_state(), "step": 0, "seen": 0, "since_eval": 0,
+             "evals": 0, "best_epoch": 0, "best_step": 0, "best_ndcg": -1.0, "best_valid": {}, "best_state": None,
+             "epoch_seconds": [], "epoch_elapsed": 0.0, "history": [], "bad_evals": 0, "loss_sum": 0.0, "loss_n": 0,
              "wall_seconds": 0.0, "seconds_to_best": 0.0}
     ckpt_path = Path(out_dir) / CHECKPOINT_FILE if out_dir else None
     if resume:
@@ -116,60 +138,107 @@ def train_model(
         saved = load_torch(ckpt_path)
         if saved.get("arch") != arch.to_dict() or saved.get("n_items") != model.n_items:
             raise EasrecError(f"{ckpt_path}: checkpoint is for another architecture or catalogue (field 'arch'/'n_items')")
+        if "order_state" not in saved.get("state", {}):
+            raise EasrecError(f"{ckpt_path}: checkpoint written by an older easrec (field 'state.order_state'); train again without --resume")
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
         gen.set_state(saved["generator"])
         torch.set_rng_state(saved["torch_rng"])
         state = saved["state"]
-        log.info("resumed from %s at epoch %d", ckpt_path, state["epoch"])
+        log.info("resumed from %s at epoch %d, batch %d", ckpt_path, state["epoch"], state["batch"])
 
-    def checkpoint() -> None:
+    def checkpoint(rng: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
         if ckpt_path is None:
             return
+        torch_rng, gen_state = rng or (torch.get_rng_state(), gen.get_state())
         save_torch({"arch": arch.to_dict(), "n_items": model.n_items, "model": model.state_dict(),
-                    "optimizer": opt.state_dict(), "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+                    "optimizer": opt.state_dict(), "generator": gen_state, "torch_rng": torch_rng,
                     "state": state, "config": asdict(cfg)}, ckpt_path)
 
+    def lr_at(step: int) -> float:
+        return cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
+
+    def evaluate() -> dict:
+        valid = evaluate_model(model, split, "valid", active=active, keep_seen=cfg.keep_seen)
+        state["evals"] += 1
+        record = {"epoch": state["epoch"] + state["batch"] / max(len(batches), 1), "step": state["step"],
+                  "targets": state["seen"], "loss": state["loss_sum"] / max(state["loss_n"], 1),
+                  "seconds": state["wall_seconds"], **valid}
+        state["loss_sum"], state["loss_n"] = 0.0, 0
+        state["history"].append(record)
+        if valid["ndcg@10"] > state["best_ndcg"]:
+            state.update(best_ndcg=valid["ndcg@10"], best_epoch=max(1, math.ceil(record["epoch"])), best_step=state["step"], best_valid=valid,
+                         bad_evals=0, seconds_to_best=state["wall_seconds"],
+                         best_state={k: v.detach().clone() for k, v in model.state_dict().items()})
+        else:
+            state["bad_evals"] += 1
+        if not math.isfinite(record["loss"]):
+            raise EasrecError(f"training diverged at step {state['step']} (loss {record['loss']}); lower --lr")
+        return record
+
     lengths = (inputs != 0).sum(1)
+    rng_at_step = None
     try:
-        while state["epoch"] < cfg.epochs and state["bad_epochs"] < cfg.patience:
+        while state["epoch"] < cfg.epochs and state["bad_evals"] < cfg.patience:
             model.train()
+            order_gen.set_state(state["order_state"])
+            batches = length_bucketed_batches(lengths, cfg.batch_size, order_gen)
             start = time.perf_counter()
-            total, steps = 0.0, 0
-            for idx in length_bucketed_batches(lengths, cfg.batch_size, gen):
+            while state["batch"] < len(batches) and state["bad_evals"] < cfg.patience:
+                idx = batches[state["batch"]]
+                # An interrupt inside this step resumes from its start with the same random draws.
+                rng_at_step = (torch.get_rng_state(), gen.get_state())
                 # Batches hold sequences of similar length, so the all-padding columns on the left
                 # can be cut: positions count back from the newest item, so this changes nothing.
                 width = int(lengths[idx].max())
-                loss = model.loss(inputs[idx, -width:], targets[idx, -width:], active, kind=cfg.loss, generator=gen)
+                for group in opt.param_groups:
+                    group["lr"] = lr_at(state["step"])
+                loss = model.loss(inputs[idx, -width:], targets[idx, -width:], active, kind=cfg.loss, generator=gen,
+                                  negatives=cfg.negatives)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 opt.step()
-                total += loss.item()
-                steps += 1
+                n = int(targets_per_row[idx].sum())
+                state["loss_sum"] += loss.item() * n
+                state["loss_n"] += n
+                state["seen"] += n
+                state["since_eval"] += n
+                state["step"] += 1
+                state["batch"] += 1
+                rng_at_step = None
                 if step_hook:
-                    step_hook(steps)
-            seconds = time.perf_counter() - start
-            valid = evaluate_model(model, split, "valid", active=active, keep_seen=cfg.keep_seen)
-            state["epoch"] += 1
-            state["epoch_seconds"].append(seconds)
-            state["wall_seconds"] += time.perf_counter() - start
-            record = {"epoch": state["epoch"], "loss": total / max(steps, 1), "seconds": seconds, **valid}
-            state["history"].append(record)
-            if valid["ndcg@10"] > state["best_ndcg"]:
-                state.update(best_ndcg=valid["ndcg@10"], best_epoch=state["epoch"], best_valid=valid, bad_epochs=0,
-                             seconds_to_best=state["wall_seconds"],
-                             best_state={k: v.detach().clone() for k, v in model.state_dict().items()})
-            else:
-                state["bad_epochs"] += 1
-            if not math.isfinite(record["loss"]):
-                raise EasrecError(f"training diverged at epoch {state['epoch']} (loss {record['loss']}); lower --lr")
-            checkpoint()
-            if on_epoch:
-                on_epoch(record)
+                    step_hook(state["step"])
+                end_of_epoch = state["batch"] == len(batches)
+                due = state["since_eval"] >= eval_every if cfg.eval_every else end_of_epoch
+                now = time.perf_counter()
+                state["wall_seconds"] += now - start
+                state["epoch_elapsed"] += now - start
+                start = now
+                if end_of_epoch:
+                    state["epoch_seconds"].append(state["epoch_elapsed"])
+                    state.update(epoch=state["epoch"] + 1, batch=0, order_state=order_gen.get_state(), epoch_elapsed=0.0)
+                if due:
+                    state["since_eval"] = 0
+                    record = evaluate()
+                    model.train()
+                    # Evaluation time counts towards the wall time to the best model, not towards epoch speed.
+                    state["wall_seconds"] += time.perf_counter() - start
+                    if state["best_step"] == state["step"]:
+                        state["seconds_to_best"] = state["wall_seconds"]
+                    checkpoint()
+                    if on_epoch:
+                        on_epoch(record)
+                    start = time.perf_counter()
+                elif end_of_epoch:
+                    checkpoint()
+                if end_of_epoch:
+                    break
     except KeyboardInterrupt:
-        checkpoint()
+        # The interrupted step's weights were not updated (or the state already counts it): either
+        # way the saved counters match the saved weights.
+        checkpoint(rng_at_step)
         raise
     if state["best_state"] is not None:
         model.load_state_dict(state["best_state"])
@@ -178,5 +247,6 @@ def train_model(
     return TrainResult(
         best_epoch=state["best_epoch"], best_valid=state["best_valid"], epoch_seconds=secs,
         train_seconds=float(state["wall_seconds"]), seconds_to_best=float(state["seconds_to_best"]), history=state["history"],
-        samples_per_second=float(n_targets / np.mean(secs)) if secs else 0.0,
+        samples_per_second=float(n_targets / np.mean(secs)) if secs else 0.0, best_step=state["best_step"],
+        steps=state["step"],
     )
