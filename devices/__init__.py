@@ -5,11 +5,61 @@ artifact files and runtimes only (never easrec's models); runtimes (executorch, 
 torch) are imported lazily, inside the function that needs them.
 """
 
-from easrec.devices.base import Device, get_device, list_devices, parse_spec
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+from easrec.devices import base as _base
+from easrec.devices.base import Device, list_devices, parse_spec
 from easrec.devices.runners import Runner, load_runner
 from easrec.devices.timing import LatencyStats, summarize, time_callable
+from easrec.errors import EasrecError
 
 __all__ = [
-    "Device", "LatencyStats", "Runner", "get_device", "list_devices", "load_runner", "parse_spec",
+    "Device", "LatencyStats", "Runner", "device_options", "get_device", "list_devices", "load_runner", "parse_spec",
     "summarize", "time_callable",
 ]
+
+_BACKENDS = {"cpu": ("cpu", "CpuDevice"), "cuda": ("cuda", "CudaDevice"), "android": ("android", "AndroidDevice"),
+             "ssh": ("ssh", "SshDevice")}
+# Constructor parameters that come from the spec itself (cuda:N, android:SERIAL, ssh:USER@HOST:PORT).
+_FROM_SPEC = {"self", "index", "serial", "host", "user", "port"}
+
+
+def device_options(kind: str) -> tuple[str, ...]:
+    """Keyword options a device kind takes besides its spec (every kind takes `threads`)."""
+    module, cls = _BACKENDS[kind]
+    backend = getattr(importlib.import_module(f"easrec.devices.{module}"), cls)
+    params = inspect.signature(backend.__init__).parameters
+    names = [n for n, p in params.items() if n not in _FROM_SPEC and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    return tuple(sorted(set(names) | {"threads"}))
+
+
+def get_device(spec: str, **options: Any) -> Device:
+    """Build the Device a spec names (cpu, cpu:N, cuda[:N], android:SERIAL, ssh:USER@HOST[:PORT]).
+
+    `threads` is taken by every kind and kept as `device.threads`: the cpu device fixes it for
+    every runtime; the others pass it to each measurement (executor_runner's --cpu_threads, the
+    remote entry point's --threads, ONNX Runtime's host threads on cuda). Any other option a kind
+    does not take is an EasrecError naming it, not a TypeError.
+    """
+    kind, fields = parse_spec(spec)
+    threads = options.pop("threads", None)
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise EasrecError(f"device {spec}: threads must be a positive integer, got {threads!r}")
+        if "threads" in fields and fields["threads"] != threads:
+            raise EasrecError(f"device {spec}: the spec says {fields['threads']} thread(s) but threads={threads} was given")
+    accepted = device_options(kind)
+    unknown = sorted(k for k in options if k not in accepted)
+    if unknown:
+        raise EasrecError(f"device {spec}: {kind} devices do not take option(s) {', '.join(unknown)} "
+                          f"(they take: {', '.join(accepted)})")
+    if kind == "cpu":
+        return _base.get_device(spec, threads=threads or 1, **options)
+    device = _base.get_device(spec, **options)
+    # Non-cpu backends take threads per measurement; the device carries it so callers pass one value.
+    device.threads = threads or 1
+    return device

@@ -28,6 +28,23 @@ log = logging.getLogger(__name__)
 
 STAGES = ("data", "baseline", "profile", "search", "export", "bench", "energy", "report")
 STATE_FILE = "pipeline.json"
+LUT_DTYPE = "fp32"
+
+
+def cache_fields() -> tuple[str, ...]:
+    """Device fields a cached LUT must share with the device at hand (beyond FINGERPRINT_FIELDS: the GPU, the phone
+    model and the pinned cores, which a host's cpu fields do not tell apart)."""
+    from easrec.profiling.lut import FINGERPRINT_FIELDS
+
+    return tuple(FINGERPRINT_FIELDS) + ("gpu", "model", "pinned_cores")
+
+
+def fingerprint_mismatch(stored: dict[str, Any], current: dict[str, Any], fields: tuple[str, ...]) -> str | None:
+    """'device.FIELD is X, this device has Y' for the first of `fields` that differs (absent counts), else None."""
+    for key in fields:
+        if stored.get(key) != current.get(key):
+            return f"field 'device.{key}' is {stored.get(key)!r}, this device has {current.get(key)!r}"
+    return None
 
 
 @dataclass
@@ -73,10 +90,21 @@ class RunOptions:
     threads: int = 1
     seed: int = 0
     lut_cache: str | None = None
+    # Device options besides the spec and threads, as `easrec.devices.get_device` takes them (runner, cores, ...).
+    device_options: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from easrec.devices import parse_spec
+
+        spec_threads = parse_spec(self.device)[1].get("threads")
+        if spec_threads is not None and self.threads != spec_threads:
+            if self.threads != 1:
+                raise EasrecError(f"device {self.device}: the spec says {spec_threads} thread(s) but threads={self.threads}")
+            self.threads = spec_threads
 
 
 def lut_cache_dir(opts: RunOptions) -> Path:
-    """Where measured LUTs are kept for reuse across runs (keyed by device, runtime, space and catalogue)."""
+    """Where measured LUTs are kept for reuse across runs (keyed by device fingerprint, runtime, space and catalogue)."""
     import os
 
     return Path(opts.lut_cache or os.environ.get("EASREC_LUT_CACHE") or Path.home() / ".cache" / "easrec" / "luts")
@@ -115,7 +143,12 @@ class Pipeline:
         """A new run in `out`, or the same run continued when `out` was started with the same options."""
         path = Path(out) / STATE_FILE
         if path.exists():
-            stored = json.loads(path.read_text()).get("options")
+            raw = json.loads(path.read_text()).get("options") or {}
+            try:
+                # Normalised like `opts`: options added since the run was started take their defaults.
+                stored = asdict(RunOptions(**raw))
+            except (TypeError, EasrecError):
+                stored = raw
             if stored == asdict(opts):
                 return cls.resume(out, on_stage)
             changed = sorted(k for k in asdict(opts) if stored.get(k) != asdict(opts)[k])
@@ -180,11 +213,14 @@ class Pipeline:
     def device(self):
         from easrec.devices import get_device
 
-        return get_device(self.opts.device)
+        return get_device(self.opts.device, threads=self.opts.threads, **self.opts.device_options)
 
     def commands(self) -> list[str]:
         o = self.opts
-        return [f"easrec run {o.data} --device {o.device} --runtime {o.runtime} --budget-ratio {o.budget_ratio} "
+        flags = {"cores": "--cores", "runner": "--runner", "identity": "--ssh-key", "python": "--remote-python"}
+        extra = "".join(f" {flags.get(k, '--' + k)} {','.join(map(str, v)) if isinstance(v, list) else v}"
+                        for k, v in sorted(o.device_options.items()))
+        return [f"easrec run {o.data} --device {o.device}{extra} --runtime {o.runtime} --budget-ratio {o.budget_ratio} "
                 f"--preset {o.preset} --threads {o.threads} --seed {o.seed} --out {self.out}"]
 
     # ---------------------------------------------------------------- stages
@@ -208,6 +244,35 @@ class Pipeline:
                             resume=resume)
         return {"test": metrics["test"], "train_seconds": metrics["train_seconds"]}
 
+    def lut_cache_path(self, device, n_items: int) -> tuple[Path, dict[str, Any]]:
+        """The cache file for this device's table and the fingerprint it must carry.
+
+        The key is the full device fingerprint (cpu, cores, os, machine, gpu, ...), runtime and its
+        version, dtype, threads, search space, catalogue size and the baseline (measured as an extra).
+        """
+        from easrec.profiling.lut import device_fingerprint
+
+        fp = device_fingerprint(device.info(), self.opts.runtime, LUT_DTYPE)
+        fp["threads"] = self.opts.threads
+        key_obj = {"device": {k: fp.get(k) for k in cache_fields()}, "space": self.space.hash(), "n_items": n_items,
+                   "baseline": self.baseline_arch.hash()}
+        key = hashlib.sha1(json.dumps(key_obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return lut_cache_dir(self.opts) / f"{self.opts.runtime}-{LUT_DTYPE}-{key}.json", fp
+
+    def _cached_lut_problem(self, cache: Path, fp: dict[str, Any], n_items: int) -> str | None:
+        """Why the cached table cannot be resumed or reused here (None: it can)."""
+        from easrec.profiling.lut import LatencyTable
+
+        try:
+            stored = LatencyTable.load(cache, complete=False)
+        except EasrecError as exc:
+            return str(exc)
+        if stored.data["space_hash"] != self.space.hash():
+            return f"field 'space' is {stored.data['space_hash']}, this run searches {self.space.hash()}"
+        if stored.n_items != n_items:
+            return f"field 'n_items' is {stored.n_items}, this data has {n_items}"
+        return fingerprint_mismatch(stored.device, fp, cache_fields())
+
     def stage_profile(self) -> dict:
         from easrec.profiling.lut import LatencyTable, build_lut
         from easrec.profiling.protocol import Settings
@@ -215,26 +280,29 @@ class Pipeline:
 
         device = self.device()
         n_items = self.data().n_items
-        info = device.info()
-        key = hashlib.sha1(json.dumps([info.get("cpu_model") or info.get("name") or self.opts.device, info.get("kind"),
-                                       self.opts.runtime, self.space.hash(), n_items, self.opts.threads,
-                                       self.baseline_arch.hash()], sort_keys=True, default=str).encode()).hexdigest()[:16]
-        cache = lut_cache_dir(self.opts) / f"{self.opts.runtime}-fp32-{key}.json"
+        cache, fp = self.lut_cache_path(device, n_items)
         cache.parent.mkdir(parents=True, exist_ok=True)
         reused = False
         if cache.exists():
-            try:
-                table = LatencyTable.load(cache, space=self.space)
-                reused = table.data.get("validation") is not None
-            except EasrecError as exc:
-                log.warning("not reusing %s: %s", cache, exc)
+            problem = self._cached_lut_problem(cache, fp, n_items)
+            if problem:
+                # Set aside rather than delete: the table may be someone's measurement of another machine.
+                aside = cache.with_name(f"{cache.stem}.mismatch-{int(time.time())}.json")
+                log.warning("%s: not reused (%s); measuring again, the old file is kept as %s", cache, problem, aside.name)
+                cache.replace(aside)
+            else:
+                try:
+                    table = LatencyTable.load(cache, space=self.space, device_info=fp)
+                    reused = table.data.get("validation") is not None
+                except EasrecError as exc:
+                    log.info("%s: resuming an unfinished table (%s)", cache, exc)
         if not reused:
             settings = Settings(max_seconds=self.preset.profile_max_seconds)
-            build_lut(device, self.space, self.opts.runtime, "fp32", n_items, self.opts.threads, cache,
+            build_lut(device, self.space, self.opts.runtime, LUT_DTYPE, n_items, self.opts.threads, cache,
                       settings=settings, extra=[self.baseline_arch])
             validate_lut(cache, device, self.preset.validate_subnets, settings=Settings(max_seconds=self.preset.profile_max_seconds))
         shutil.copyfile(cache, self.out / "lut.json")
-        table = LatencyTable.load(self.out / "lut.json", space=self.space)
+        table = LatencyTable.load(self.out / "lut.json", space=self.space, device_info=fp)
         val = table.data.get("validation") or {}
         return {"lut": str(cache), "reused": reused, "entries": len(table.entries),
                 "validation": {k: v for k, v in (val.get("lut") or {}).get("test", {}).items()} if val else None}
@@ -242,16 +310,18 @@ class Pipeline:
     def stage_search(self) -> dict:
         from easrec.profiling.lut import LatencyTable
         from easrec.search.gates import GatesConfig
-        from easrec.search.run import search_run
+        from easrec.search.run import resolve_budget, search_run
 
         table = LatencyTable.load(self.out / "lut.json", space=self.space)
-        budget = self.opts.budget_ratio * table.cost(self.baseline_arch)
+        # The baseline is costed by the same corrected table the search ranks subnets with: ratio 1.0 is its prediction.
+        reference_ms = table.cost(self.baseline_arch)
+        budget = resolve_budget(table, ratio=self.opts.budget_ratio, reference=self.baseline_arch)
         gcfg = GatesConfig(epochs=self.preset.search_epochs, lr=self.preset.lr, seed=self.opts.seed)
         metrics = search_run(self.data(), self.data_cfg(), self.out, cost_model=table, budget=budget, gates_cfg=gcfg,
                              finetune=self.train_config(), resume=(self.out / "search_checkpoint.pt").exists(),
                              reference=self.baseline_arch)
         return {"arch": metrics["arch_description"], "predicted_ms": metrics["predicted_cost"], "budget_ms": budget,
-                "test": metrics["test"]}
+                "baseline_predicted_ms": reference_ms, "test": metrics["test"]}
 
     def artifacts(self) -> list[tuple[str, Path, str, str]]:
         """(model, run dir, quantize, file) for every artifact the run ships."""
@@ -293,17 +363,23 @@ class Pipeline:
         base = next(r for r in rows if r["model"] == "baseline" and r["quantize"] == "none")
         metrics["measured_ms"] = sub["median_ms"]
         metrics["baseline_measured_ms"] = base["median_ms"]
+        # The exported subnet's measured latency beside the budget it was searched under (both ms, same runtime).
+        if metrics.get("unit", "ms") == "ms" and metrics.get("budget"):
+            metrics["budget_ms"] = metrics["budget"]
+            metrics["measured_over_budget"] = sub["median_ms"] / metrics["budget"]
         atomic_write_json(metrics_path, metrics)
-        return {"subnet_ms": sub["median_ms"], "baseline_ms": base["median_ms"], "speedup": base["median_ms"] / sub["median_ms"]}
+        return {"subnet_ms": sub["median_ms"], "baseline_ms": base["median_ms"], "speedup": base["median_ms"] / sub["median_ms"],
+                "budget_ms": metrics.get("budget_ms"), "measured_over_budget": metrics.get("measured_over_budget")}
 
     def stage_energy(self) -> dict:
         from easrec.profiling.energy import artifact_inputs, measure_energy
 
+        device = self.device()
         rows = []
         for model, _, q, path in self.artifacts():
             if q != "none" and model == "baseline":
                 continue
-            res = measure_energy(path, artifact_inputs(path), self.opts.device, self.preset.energy_runs,
+            res = measure_energy(path, artifact_inputs(path), device, self.preset.energy_runs,
                                  threads=self.opts.threads, min_seconds=self.preset.energy_seconds)
             rows.append({"model": model, "quantize": q, "artifact": str(path), **res.to_dict()})
         atomic_write_json(self.out / "energy.json", rows)
@@ -347,4 +423,5 @@ class Pipeline:
             rows[model] = row
         return {"run": str(self.out), "report": str(self.out / "report.html"), "models": rows,
                 "predicted_ms": sub_m.get("predicted_cost"), "budget_ms": sub_m.get("budget"),
+                "measured_ms": sub_m.get("measured_ms"), "measured_over_budget": sub_m.get("measured_over_budget"),
                 "stages": {k: v.get("seconds") for k, v in self.state["stages"].items()}}

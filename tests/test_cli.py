@@ -209,3 +209,178 @@ def test_evaluate_from_another_directory(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path / "b")
     rc, out, err = run_cli(capsys, "evaluate", str(tmp_path / "run"), "--json")
     assert rc == 0, err
+
+
+# --- devices: one set of options for every measuring command ----------------------------------------
+
+LUT_SPACE = {"max_lens": [10, 20], "ds": [16], "heads": [1], "ffns": [32], "depths": [1, 2], "attentions": ["softmax"],
+             "head_size": 16, "gates": False}
+
+
+def fake_lut(path: Path, *, runtime: str = "onnxruntime", dtype: str = "fp32", threads: int = 1, space: dict | None = None,
+             extra=(), n_items: int = 293, **device_fields):
+    """A complete LUT for this machine's cpu (entries = a scaled FLOPs count), with `device_fields` overridden."""
+    from easrec.cost import space_components
+    from easrec.cost.flops import FlopsCostModel
+    from easrec.devices import get_device
+    from easrec.profiling.lut import LatencyTable, device_fingerprint, new_data
+    from easrec.space import SearchSpace
+
+    space = SearchSpace.from_dict(space or LUT_SPACE)
+    fp = device_fingerprint(get_device("cpu", threads=threads).info(), runtime, dtype)
+    fp.update(threads=threads, **device_fields)
+    data = new_data(fp, space, n_items, 1, {})
+    flops = FlopsCostModel(space, n_items)
+    for c in space_components(space, extra):
+        ms = 0.01 + 1e-3 * flops.component_cost(c)
+        data["entries"][c.id()] = {"median_ms": ms, "p10_ms": ms, "p90_ms": ms, "runs": 5}
+    path.write_text(json.dumps(data))
+    return LatencyTable(data, source=str(path))
+
+
+def test_profile_on_an_unreachable_board_is_one_line(tmp_path, capsys):
+    lut = tmp_path / "lut.json"
+    rc, out, err = run_cli(capsys, "profile", "--device", "ssh:nobody@127.0.0.1:1", "--threads", "2", "--out", str(lut))
+    assert_one_line_error(rc, out, err, "ssh:nobody@127.0.0.1:1")
+    assert not lut.exists()
+
+
+@pytest.mark.parametrize("argv, needles", [
+    (["profile", "--device", "cpu", "--runner", "/x/executor_runner", "--out", "{tmp}/l.json"], ["--runner", "cpu"]),
+    (["profile", "validate", "{lut}", "--device", "cpu", "--runner", "/x/executor_runner"], ["--runner", "cpu"]),
+    (["profile", "--device", "cuda", "--out", "{tmp}/l.json"], ["--runtime executorch", "cuda:0"]),
+    (["profile", "--device", "android:R58", "--runtime", "onnxruntime", "--out", "{tmp}/l.json"], ["--runtime onnxruntime"]),
+    (["profile", "--device", "cpu:2", "--threads", "3", "--out", "{tmp}/l.json"], ["--threads 3", "cpu:2"]),
+    (["bench", "{tmp}/m.pte", "--device", "cuda", "--cores", "0"], ["--cores", "cuda"]),
+    (["bench", "{tmp}/m.pte", "--threads", "0"], ["--threads"]),
+    (["energy", "{tmp}/m.pte", "--device", "android:R58", "--ssh-key", "/k"], ["--ssh-key", "android:R58"]),
+    (["energy", "{tmp}/m.pte", "--device", "ssh:pi@board"], ["energy", "ssh"]),
+    (["run", "--device", "ssh:pi@board", "--runner", "/x", "--out", "{tmp}/r"], ["--runner", "ssh:pi@board"]),
+    (["run", "--device", "cpu", "--remote-python", "/venv/bin/python", "--out", "{tmp}/r"], ["--remote-python"]),
+])
+def test_a_device_option_the_kind_does_not_take_is_one_line(tmp_path, capsys, argv, needles):
+    lut = tmp_path / "lut.json"
+    fake_lut(lut)
+    argv = [a.format(tmp=tmp_path, lut=lut) for a in argv]
+    rc, out, err = run_cli(capsys, *argv)
+    assert_one_line_error(rc, out, err, *needles)
+    assert not (tmp_path / "l.json").exists() and not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("command", [["profile", "--out", "l.json"], ["profile", "validate", "l.json"], ["bench", "m.pte"],
+                                     ["energy", "m.pte"], ["run"]])
+def test_every_measuring_command_builds_its_device_the_same_way(command):
+    from easrec.cli import build_parser
+    from easrec.cli.devices import device_from_args
+
+    p = build_parser()
+    cases = [
+        (["--device", "cpu", "--threads", "2", "--cores", "0"], lambda d: d.kind == "cpu" and d.threads == 2 and d.cores == [0]),
+        (["--device", "cpu:2"], lambda d: d.kind == "cpu" and d.threads == 2),
+        (["--device", "android:R58", "--runner", "/x/executor_runner", "--threads", "4"],
+         lambda d: d.kind == "android" and str(d.runner) == "/x/executor_runner" and d.threads == 4),
+        (["--device", "ssh:pi@board:2200", "--ssh-key", "/k", "--remote-python", "/venv/bin/python", "--threads", "2"],
+         lambda d: d.kind == "ssh" and d.identity == "/k" and d.python == "/venv/bin/python" and d.port == 2200 and d.threads == 2),
+        (["--device", "cuda:1", "--threads", "3"], lambda d: d.kind == "cuda" and d.index == 1 and d.threads == 3),
+    ]
+    for options, ok in cases:
+        args = p.parse_args([*command, *options])
+        assert ok(device_from_args(args)), (command, options)
+
+
+def json_space(tmp_path: Path, **changes) -> str:
+    """LUT_SPACE (with `changes`) written to a file, for --space."""
+    path = tmp_path / f"space{len(changes)}.json"
+    path.write_text(json.dumps({**LUT_SPACE, **changes}))
+    return str(path)
+
+
+@pytest.mark.parametrize("options, field", [
+    (["--runtime", "executorch"], "device.runtime"),
+    (["--dtype", "int8"], "device.dtype"),
+    (["--threads", "2"], "device.threads"),
+    (["--space", "{other_space}"], "space"),
+])
+def test_profile_refuses_to_resume_a_lut_for_another_runtime_dtype_threads_or_space(tmp_path, capsys, options, field):
+    lut = tmp_path / "lut.json"
+    fake_lut(lut, runtime="onnxruntime")
+    before = lut.read_text()
+    options = [o.format(other_space=json_space(tmp_path, ds=[16, 32])) for o in options]
+    # The LUT's own settings first; the option under test (given last) overrides one of them.
+    rc, out, err = run_cli(capsys, "profile", "--device", "cpu", "--runtime", "onnxruntime", "--space", json_space(tmp_path),
+                           *options, "--out", str(lut))
+    assert_one_line_error(rc, out, err, f"'{field}'", str(lut))
+    assert lut.read_text() == before
+
+
+def test_profile_on_a_lut_from_another_cpu_names_the_field(tmp_path, capsys):
+    lut = tmp_path / "lut.json"
+    fake_lut(lut, cpu="Some Other CPU 9000")
+    rc, out, err = run_cli(capsys, "profile", "--runtime", "onnxruntime", "--space", json_space(tmp_path), "--out", str(lut))
+    assert_one_line_error(rc, out, err, "'device.cpu'", "Some Other CPU 9000")
+    rc, out, err = run_cli(capsys, "profile", "validate", str(lut), "--subnets", "4")
+    assert_one_line_error(rc, out, err, "'device.cpu'")
+
+
+def test_profile_validate_refuses_another_thread_count(tmp_path, capsys):
+    lut = tmp_path / "lut.json"
+    fake_lut(lut, threads=1)
+    for options in (["--threads", "2"], ["--device", "cpu:2"]):
+        rc, out, err = run_cli(capsys, "profile", "validate", str(lut), *options)
+        assert_one_line_error(rc, out, err, "'device.threads'", "2 thread(s)")
+
+
+# --- search: the LUT's own space, its device, the budget reference -----------------------------------
+
+SEARCH_FAST = ["--search-epochs", "1", "--epochs", "1", "--batch-size", "64", "--threads", "1"]
+
+
+@pytest.mark.parametrize("fields, options, needles", [
+    ({"cpu": "Some Other CPU 9000"}, [], ["'device.cpu'", "Some Other CPU 9000", "--trust-lut"]),
+    ({"machine": "aarch64"}, [], ["'device.machine'"]),
+    ({"runtime_version": "0.0.1"}, [], ["'device.runtime_version'"]),
+    ({"kind": "android"}, [], ["'device.kind'"]),
+    ({}, ["--device", "cpu:2"], ["'device.threads'"]),
+    ({}, ["--space", "{other_space}"], ["'space.ds'", "--space"]),
+    ({}, ["--reference", "{tmp}/absent"], ["--reference", "absent"]),
+])
+def test_search_refuses_a_lut_for_another_device_or_space(tmp_path, capsys, fields, options, needles):
+    lut = tmp_path / "lut.json"
+    fake_lut(lut, **fields)
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**LUT_SPACE, "ds": [16, 32]}))
+    options = [o.format(other_space=other, tmp=tmp_path) for o in options]
+    rc, out, err = run_cli(capsys, "search", "synthetic-small", "--lut", str(lut), "--budget-ms", "1", *options,
+                           "--out", str(tmp_path / "s"))
+    assert_one_line_error(rc, out, err, *needles)
+    assert not (tmp_path / "s" / "metrics.json").exists()
+
+
+def test_search_trust_lut_skips_the_device_check(tmp_path, capsys):
+    lut = tmp_path / "lut.json"
+    fake_lut(lut, cpu="Some Other CPU 9000")
+    # Past the fingerprint, the next check is the budget's unit: the LUT was read and accepted.
+    rc, out, err = run_cli(capsys, "search", "synthetic-small", "--lut", str(lut), "--trust-lut", "--budget-mflops", "1",
+                           "--out", str(tmp_path / "s"))
+    assert_one_line_error(rc, out, err, "--budget-mflops needs a cost model in MFLOPs")
+
+
+def test_search_uses_the_luts_own_space_and_the_reference_run(trained, tmp_path, capsys):
+    from easrec.space import Arch, SearchSpace
+
+    run, *_ = trained
+    ref = Arch.from_dict(json.loads((run / "arch.json").read_text()))
+    lut = tmp_path / "lut.json"
+    table = fake_lut(lut, extra=[ref])
+    assert SearchSpace.from_dict(LUT_SPACE) != SearchSpace()  # not the default space: today's search refused it
+    out = tmp_path / "s"
+    rc, so, err = run_cli(capsys, "search", "synthetic-small", "--lut", str(lut), "--budget-ratio", "1.0",
+                          "--reference", str(run), *SEARCH_FAST, "--out", str(out), "--json")
+    assert rc == 0, err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert SearchSpace.from_dict(LUT_SPACE).contains(Arch.from_dict(metrics["arch"]))
+    # Budget = R × the reference's cost predicted by the same (corrected) table the search used.
+    assert metrics["budget"] == pytest.approx(table.cost(ref))
+    assert metrics["reference_cost"] == pytest.approx(table.cost(ref))
+    assert metrics["predicted_cost"] <= metrics["budget"] + 1e-9
+    assert metrics["unit"] == "ms"

@@ -125,6 +125,32 @@ def test_get_device_rejects_bad_specs(spec, fragment):
     assert fragment in str(exc.value)
 
 
+def test_get_device_takes_threads_for_every_kind():
+    assert get_device("cpu", threads=3).threads == 3 and get_device("cpu", threads=3).name == "cpu:3"
+    assert get_device("cpu:4", threads=4).threads == 4
+    assert get_device("cuda:0", threads=2).threads == 2
+    assert get_device("android:R58M12", threads=4, runner="/x/executor_runner").threads == 4
+    assert get_device("ssh:pi@board", threads=2).threads == 2
+    assert get_device("ssh:pi@board").threads == 1  # a measurement default every kind carries
+
+
+@pytest.mark.parametrize(
+    "spec, options, fragment",
+    [("cpu", {"runner": "/x"}, "cpu devices do not take option(s) runner"),
+     ("cuda", {"cores": [0]}, "cuda devices do not take option(s) cores"),
+     ("ssh:pi@board", {"runner": "/x"}, "ssh devices do not take option(s) runner"),
+     ("android:R58", {"identity": "/k"}, "android devices do not take option(s) identity"),
+     ("cpu:4", {"threads": 2}, "says 4 thread(s) but threads=2"),
+     ("cuda", {"threads": 0}, "threads must be a positive integer"),
+     ("ssh:pi@board", {"threads": "2"}, "threads must be a positive integer")],
+)
+def test_get_device_refuses_options_a_kind_does_not_take(spec, options, fragment):
+    with pytest.raises(EasrecError) as exc:  # an EasrecError naming the option, never a TypeError
+        get_device(spec, **options)
+    assert fragment in str(exc.value)
+    assert len(str(exc.value).splitlines()) == 1
+
+
 def test_parse_adb_devices_listing():
     text = ("List of devices attached\n"
             "R58M12ABCDE            device usb:1-1 product:a52qnsxx model:SM_A525F device:a52q transport_id:3\n"

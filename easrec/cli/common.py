@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -73,3 +74,16 @@ def load_data_from_args(args: argparse.Namespace):
 
     options = {k: getattr(args, k) for k in DATA_OPTIONS if getattr(args, k, None) not in (None, 0)}
     return load_dataset(args.data, **options), data_config(args.data, options)
+
+
+def load_space(path: str | Path | None):
+    """The search space in a JSON file (SearchSpace.to_dict), or the default space when `path` is None."""
+    from easrec.errors import EasrecError
+    from easrec.space import SearchSpace
+
+    if not path:
+        return SearchSpace()
+    try:
+        return SearchSpace.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
+        raise EasrecError(f"{path}: not a search space JSON ({exc})") from exc

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from easrec.cli.common import add_json_flag, emit
+from easrec.cli.devices import add_device_args, device_from_args, device_threads
 from easrec.errors import EasrecError
 
 
@@ -16,36 +17,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "length. cpu/cuda: codecarbon's offline tracker (RAPL/NVML when present: 'measured'; otherwise "
                     "its TDP model: 'estimated'). android:SERIAL: battery current x voltage sampled through adb.")
     p.add_argument("artifact", metavar="FILE", help="exported artifact (inputs come from FILE.json when present)")
-    p.add_argument("--device", default="cpu", help="device spec: cpu, cuda[:N], android:SERIAL (default cpu)")
     p.add_argument("--runs", type=int, default=200, help="inferences in the measured window (extended to at least "
                                                          "--min-seconds; default 200)")
-    p.add_argument("--threads", type=int, default=1, help="runtime threads (default 1)")
     p.add_argument("--country", default="USA", help="ISO 3166 alpha-3 code for codecarbon's carbon intensity (default USA)")
     p.add_argument("--min-seconds", type=float, default=2.0, help="shortest measured window in seconds (default 2)")
-    p.add_argument("--runner", help="android: executor_runner built for the phone")
     p.add_argument("--out", help="also write the result as JSON here (e.g. RUN/energy.json for `easrec report`)")
+    add_device_args(p, device_help="cpu, cpu:N, cuda[:N], android:SERIAL (default cpu; ssh boards have no energy reading)")
     add_json_flag(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> dict:
     """Measure; JSON: `EnergyResult.to_dict()` (parts cpu/gpu/ram or battery, each with source and explanation)."""
-    from easrec.devices import get_device
     from easrec.profiling.energy import artifact_inputs, measure_energy, save_energy
 
     if args.runs < 1:
         raise EasrecError(f"--runs must be >= 1, got {args.runs}")
-    if args.threads < 1:
-        raise EasrecError(f"--threads must be >= 1, got {args.threads}")
-    if args.device.startswith("android"):
-        device = get_device(args.device, runner=args.runner)
-    elif args.device.startswith("cpu"):
-        device = get_device(args.device, threads=args.threads)
-    else:
-        device = get_device(args.device)
-    inputs = artifact_inputs(args.artifact, threads=args.threads)
+    device = device_from_args(args, kinds=("cpu", "cuda", "android"), what="energy")
+    threads = device_threads(device)
+    inputs = artifact_inputs(args.artifact, threads=threads)
     result = measure_energy(args.artifact, inputs, device, args.runs, country_iso_code=args.country,
-                            threads=args.threads, min_seconds=args.min_seconds)
+                            threads=threads, min_seconds=args.min_seconds)
     if args.out:
         save_energy(result, args.out)
     data = result.to_dict()

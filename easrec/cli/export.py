@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from easrec.cli.common import add_json_flag, emit
+from easrec.cli.devices import add_device_args, device_from_args, device_threads
 from easrec.errors import EasrecError
 
 
@@ -31,10 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     bench = subparsers.add_parser("bench", help="latency of an exported artifact on a device")
     bench.add_argument("artifact", metavar="FILE")
-    bench.add_argument("--device", default="cpu", help="device spec (default cpu)")
     bench.add_argument("--runs", type=int, default=100, help="timed runs (default 100)")
     bench.add_argument("--warmup", type=int, default=10)
-    bench.add_argument("--threads", type=int, default=1)
+    add_device_args(bench)
     add_json_flag(bench)
     bench.set_defaults(func=bench_command)
 
@@ -76,14 +76,14 @@ def predict_command(args: argparse.Namespace) -> dict:
 
 
 def bench_command(args: argparse.Namespace) -> dict:
-    from easrec.devices import get_device
     from easrec.export.bench import bench_artifact
 
-    device = get_device(args.device, threads=args.threads) if args.device.startswith("cpu") else get_device(args.device)
-    result = bench_artifact(args.artifact, device, runs=args.runs, threads=args.threads, warmup=args.warmup)
-    result["device"] = args.device
+    device = device_from_args(args)
+    threads = device_threads(device)
+    result = bench_artifact(args.artifact, device, runs=args.runs, threads=threads, warmup=args.warmup)
+    result["device"] = device.name
     peak = result["peak_rss_mb"]
     rows = [("artifact", result["artifact"]), ("runtime", result["runtime"]), ("median", f"{result['median_ms']:.3f} ms"),
             ("p10 / p90", f"{result['p10_ms']:.3f} / {result['p90_ms']:.3f} ms"), ("load", f"{result['load_ms']:.1f} ms"),
             ("peak RSS (process)", f"{peak:.0f} MB"), ("size", f"{result['size_bytes'] / 1024:.1f} KiB")]
-    return emit(args, result, title=f"bench on {args.device}, {args.threads} thread(s), {result['runs']} runs", rows=rows)
+    return emit(args, result, title=f"bench on {device.name}, {threads} thread(s), {result['runs']} runs", rows=rows)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
-from easrec.cli.common import add_json_flag, emit, progress_enabled
+from easrec.cli.common import add_json_flag, emit, load_space, progress_enabled
+from easrec.cli.devices import add_device_args, check_runtime, device_from_args, device_threads
 from easrec.errors import EasrecError
 
 
@@ -23,11 +23,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("action", nargs="?", choices=["validate"], help="'validate' checks an existing LUT")
     p.add_argument("lut", nargs="?", help="LUT file to validate")
-    p.add_argument("--device", default=None, help="cpu, cpu:N, cuda, android:SERIAL, ssh:USER@HOST (default cpu; "
-                                                 "validate: the LUT's device)")
+    add_device_args(p, default=None,
+                    device_help="cpu, cpu:N, cuda[:N], android:SERIAL, ssh:USER@HOST[:PORT] (default cpu; validate: the LUT's device)",
+                    threads_help="runtime threads, fixed for every measurement (default: N of cpu:N, else 1; validate: the LUT's)")
     p.add_argument("--runtime", default="executorch", choices=["executorch", "onnxruntime", "torch"])
     p.add_argument("--dtype", default="fp32", choices=["fp32", "int8"])
-    p.add_argument("--threads", type=int, default=1, help="runtime threads (fixed for every measurement)")
     p.add_argument("--items", type=int, default=10000, help="catalogue size scored by the model (default 10000)")
     p.add_argument("--out", help="LUT file to write (resumed when it exists)")
     p.add_argument("--space", help="search space JSON (SearchSpace.to_dict); default: the default space")
@@ -40,7 +40,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 class _Progress:
-    """A rich progress bar on stderr with the time left (nothing with --json)."""
+    """A rich progress bar on stderr with the time left (nothing with --json).
+
+    The bar appears at the first progress report, so a device that fails before measuring anything
+    (unreachable board, no adb) leaves only the one-line error on stderr.
+    """
 
     def __init__(self, enabled: bool, label: str):
         self.enabled, self.label = enabled, label
@@ -48,44 +52,40 @@ class _Progress:
         self.task = None
 
     def __enter__(self) -> "_Progress":
-        if self.enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-            self.bar = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                TextColumn("left"), TimeRemainingColumn(), TextColumn("{task.fields[what]}"),
-                console=Console(stderr=True), transient=False,
-            )
-            self.bar.__enter__()
-            self.task = self.bar.add_task(self.label, total=None, what="")
         return self
 
+    def _start(self) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.bar = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("left"), TimeRemainingColumn(), TextColumn("{task.fields[what]}"),
+            console=Console(stderr=True), transient=False,
+        )
+        self.bar.__enter__()
+        self.task = self.bar.add_task(self.label, total=None, what="")
+
     def __call__(self, done: int, total: int, what: str) -> None:
-        if self.bar is not None:
-            task = self.bar.tasks[0]
-            if task.total is None:
-                # Start the clock here so kept (resumed) entries do not distort the estimate.
-                self.bar.reset(self.task, total=total, completed=done, what=what)
-            else:
-                self.bar.update(self.task, completed=done, what=what[:60])
+        if not self.enabled:
+            return
+        if self.bar is None:
+            self._start()
+        task = self.bar.tasks[0]
+        if task.total is None:
+            # Start the clock here so kept (resumed) entries do not distort the estimate.
+            self.bar.reset(self.task, total=total, completed=done, what=what)
+        else:
+            self.bar.update(self.task, completed=done, what=what[:60])
 
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.__exit__(*exc)
 
 
-def _load_space(path: str | None):
-    from easrec.space import SearchSpace
-
-    if not path:
-        return SearchSpace()
-    import json
-
-    try:
-        return SearchSpace.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
-    except (OSError, ValueError, TypeError) as exc:
-        raise EasrecError(f"{path}: not a search space JSON ({exc})") from exc
+def _device_name(fp: dict) -> str:
+    """What a person calls the measured device: the GPU, the phone model or the CPU."""
+    return str(fp.get("gpu") or fp.get("model") or fp.get("cpu"))
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -108,20 +108,19 @@ def _settings(args):
 
 def run_build(args: argparse.Namespace) -> dict:
     """`easrec profile ... --out LUT.json`."""
-    from easrec.devices import get_device
     from easrec.profiling.lut import build_lut
 
     if not args.out:
         raise EasrecError("profile: --out LUT.json is required (or `easrec profile validate LUT.json`)")
-    if args.threads < 1:
-        raise EasrecError(f"--threads must be >= 1, got {args.threads}")
     if args.items < 10:
         raise EasrecError(f"--items must be >= 10, got {args.items}")
-    space = _load_space(args.space)
-    device = get_device(args.device or "cpu", threads=args.threads)
+    space = load_space(args.space)
+    device = device_from_args(args)
+    check_runtime(device, args.runtime)
+    threads = device_threads(device)
     t0 = time.perf_counter()
     with _Progress(progress_enabled(args), f"profiling {args.runtime} {args.dtype}") as bar:
-        table = build_lut(device, space, args.runtime, args.dtype, args.items, args.threads, args.out,
+        table = build_lut(device, space, args.runtime, args.dtype, args.items, threads, args.out,
                           progress=bar, settings=_settings(args), workers=args.workers)
     canary = (table.data.get("canary") or [{}])[-1]
     result = {
@@ -129,9 +128,9 @@ def run_build(args: argparse.Namespace) -> dict:
         "device": table.device, "seconds_this_run": time.perf_counter() - t0,
         "build_seconds": table.data.get("build_seconds"), "canary": canary,
     }
-    rows = [("LUT", args.out), ("device", f"{table.device.get('cpu')} ({table.device.get('spec')})"),
+    rows = [("LUT", args.out), ("device", f"{_device_name(table.device)} ({table.device.get('spec')})"),
             ("runtime", f"{table.device['runtime']} {table.device['runtime_version']} {table.device['dtype']}, "
-                        f"{args.threads} thread(s)"),
+                        f"{threads} thread(s)"),
             ("entries", len(table.entries)), ("build time (s)", result["build_seconds"]),
             ("canary drift", f"{100 * canary['drift']:+.1f} %" if "drift" in canary else "n/a (nothing measured)")]
     return emit(args, result, title="latency table", rows=rows)
@@ -139,7 +138,7 @@ def run_build(args: argparse.Namespace) -> dict:
 
 def run_validate(args: argparse.Namespace) -> dict:
     """`easrec profile validate LUT.json [--subnets N]`."""
-    from easrec.devices import get_device
+    from easrec.devices import parse_spec
     from easrec.profiling.lut import LatencyTable
     from easrec.profiling.validate import validate_lut
 
@@ -147,7 +146,13 @@ def run_validate(args: argparse.Namespace) -> dict:
         raise EasrecError("profile validate: give the LUT file, e.g. `easrec profile validate lut.json`")
     stored = LatencyTable.load(args.lut).device
     threads = int(stored.get("threads") or 1)
-    device = get_device(args.device or stored.get("spec") or "cpu", threads=threads)
+    spec = args.device or stored.get("spec") or "cpu"
+    asked = args.threads if args.threads is not None else parse_spec(spec)[1].get("threads")
+    if asked is not None and asked != threads:
+        raise EasrecError(f"{args.lut}: field 'device.threads' is {threads} but {asked} thread(s) were asked for "
+                          "(a LUT is validated with the thread count it was measured with)")
+    device = device_from_args(args, spec=spec, threads=threads)
+    check_runtime(device, stored["runtime"])
     with _Progress(progress_enabled(args), f"validating {stored['runtime']} {stored['dtype']}") as bar:
         res = validate_lut(args.lut, device, args.subnets, seed=args.seed, settings=_settings(args),
                            workers=args.workers, progress=bar)

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from easrec.cli.common import add_json_flag, console, emit, progress_console, progress_enabled
+from easrec.cli.devices import add_device_args, check_runtime, device_from_args, device_options_from_args, device_threads
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -13,18 +14,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="the whole pipeline: train, profile, search, export, bench, energy, report",
                        description="Data to a device-ready, measured model with a report. Every stage is resumable.")
     p.add_argument("data", metavar="DATA", nargs="?", default="synthetic", help="path or name (default: synthetic)")
-    p.add_argument("--device", default="cpu", help="cpu, cpu:N, cuda, android:SERIAL, ssh:USER@HOST")
     p.add_argument("--runtime", choices=["executorch", "onnxruntime"], default="executorch")
     p.add_argument("--budget-ratio", type=float, default=None,
                    help="latency budget as a share of the baseline SASRec's (default 0.5); with --resume, search again at this budget "
                         "reusing the trained baseline and the LUT")
     p.add_argument("--preset", choices=["full", "quick"], default="full",
                    help="full: SASRec L200 d64 and the default space; quick: a small space and few epochs (the demo)")
-    p.add_argument("--threads", type=int, default=1, help="runtime threads on the device")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lut-cache", help="directory of measured LUTs reused across runs (default ~/.cache/easrec/luts)")
     p.add_argument("--resume", type=Path, metavar="RUN", help="continue RUN from its first unfinished stage")
     p.add_argument("--out", type=Path, default=Path("runs/run"))
+    add_device_args(p, default=None, device_help="cpu, cpu:N, cuda[:N], android:SERIAL, ssh:USER@HOST[:PORT] (default cpu)")
     add_json_flag(p)
     p.set_defaults(func=cmd_run)
 
@@ -46,6 +46,12 @@ def cmd_run(args: argparse.Namespace) -> dict:
     if args.budget_ratio is not None and not args.budget_ratio > 0:
         raise EasrecError(f"--budget-ratio must be positive, got {args.budget_ratio}")
     if args.resume:
+        given = [flag for flag, attr in (("--device", "device"), ("--threads", "threads"), ("--cores", "cores"),
+                                         ("--runner", "runner"), ("--ssh-key", "ssh_key"), ("--remote-python", "remote_python"))
+                 if getattr(args, attr, None) is not None]
+        if given:
+            raise EasrecError(f"{given[0]}: --resume continues {args.resume} on the device it was started with "
+                              "(see its pipeline.json); start a new --out for another device")
         pipe = Pipeline.resume(args.resume, on_stage)
         if args.budget_ratio is not None:
             pipe.change_budget(args.budget_ratio)
@@ -53,8 +59,13 @@ def cmd_run(args: argparse.Namespace) -> dict:
         args.budget_ratio = 0.5 if args.budget_ratio is None else args.budget_ratio
         if not args.budget_ratio > 0:
             raise EasrecError(f"--budget-ratio must be positive, got {args.budget_ratio}")
+        # Built here (no connection is made) so a bad option fails before any stage runs.
+        args.device = args.device or "cpu"
+        device = device_from_args(args)
+        check_runtime(device, args.runtime)
         opts = RunOptions(data=args.data, device=args.device, runtime=args.runtime, budget_ratio=args.budget_ratio,
-                          preset=args.preset, threads=args.threads, seed=args.seed, lut_cache=args.lut_cache)
+                          preset=args.preset, threads=device_threads(device), seed=args.seed, lut_cache=args.lut_cache,
+                          device_options=device_options_from_args(args, args.device))
         pipe = Pipeline.open(args.out, opts, on_stage)
     with progress_console.status("running", spinner="dots") if show else _null():
         summary = pipe.run()
@@ -83,7 +94,14 @@ def cmd_run(args: argparse.Namespace) -> dict:
     for label, fn in lines:
         table.add_row(label, *(fn(row) for row in models.values()))
     console.print(table)
-    console.print(f"predicted {summary['predicted_ms']:.3f} ms (budget {summary['budget_ms']:.3f} ms); report: {summary['report']}")
+    measured = summary.get("measured_ms")
+    line = f"predicted {summary['predicted_ms']:.3f} ms"
+    if measured is not None:
+        line += f", measured {measured:.3f} ms"
+    line += f" (budget {summary['budget_ms']:.3f} ms"
+    if summary.get("measured_over_budget") is not None:
+        line += f"; measured / budget {summary['measured_over_budget']:.2f}"
+    console.print(line + f"); report: {summary['report']}")
     return summary
 
 

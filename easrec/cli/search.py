@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from easrec.cli.common import add_data_args, add_json_flag, emit, load_data_from_args, progress_console, progress_enabled
+from easrec.cli.common import (add_data_args, add_json_flag, emit, load_data_from_args, load_space, progress_console,
+                               progress_enabled)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,11 +15,21 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="EASRec search over the elastic SASRec supernet, then fine-tune the chosen subnet.")
     add_data_args(p)
     b = p.add_mutually_exclusive_group(required=True)
-    b.add_argument("--budget-ratio", type=float, help="budget = R × the cost of the reference SASRec (L200 d64 2×2 heads FFN 256)")
+    b.add_argument("--budget-ratio", type=float, help="budget = R × the predicted cost of the reference (default the SASRec "
+                                                       "L200 d64 2×2 heads FFN 256; see --reference), by the same cost model")
     b.add_argument("--budget-ms", type=float, help="latency budget in ms (needs --lut)")
     b.add_argument("--budget-mflops", type=float, help="FLOPs budget in MFLOPs (analytic cost model)")
     b.add_argument("--budget-mj", type=float, help="energy budget in mJ (needs an energy --lut)")
-    p.add_argument("--lut", type=Path, help="latency/energy table from `easrec profile` (default: analytic FLOPs)")
+    p.add_argument("--lut", type=Path, help="latency/energy table from `easrec profile` (default: analytic FLOPs); "
+                                             "the search runs over the LUT's own space")
+    p.add_argument("--space", type=Path, metavar="FILE", help="search space JSON (SearchSpace.to_dict); with --lut it must be "
+                                                              "the LUT's (default: the LUT's space, else the default space)")
+    p.add_argument("--reference", type=Path, metavar="RUN", help="trained run whose arch.json is the --budget-ratio reference "
+                                                                 "(default: the reference SASRec)")
+    p.add_argument("--device", default="cpu", metavar="SPEC",
+                   help="the device the --lut must have been measured on: cpu (this machine, default), cpu:N, cuda[:N], "
+                        "android:SERIAL, ssh:USER@HOST[:PORT]; cpu:N also checks the thread count")
+    p.add_argument("--trust-lut", action="store_true", help="search with a --lut measured on another device (no fingerprint check)")
     p.add_argument("--strategy", choices=["gates"], default="gates")
     p.add_argument("--constraint", choices=["dynamic", "paper"], default="dynamic")
     p.add_argument("--no-gates", action="store_true", help="ablation: supernet without the data-aware gates")
@@ -30,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--dropout", type=float, default=0.2)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int)
+    p.add_argument("--threads", type=int, help="torch threads for search and fine-tuning (not the device's)")
     p.add_argument("--keep-seen", action="store_true")
     p.add_argument("--resume", action="store_true", help="continue an interrupted search in OUT")
     p.add_argument("--out", type=Path, default=Path("runs/search"))
@@ -45,14 +56,17 @@ def cmd_search(args: argparse.Namespace) -> dict:
 
     from easrec.search.gates import GatesConfig
     from easrec.search.run import load_cost_model, resolve_budget, search_run
-    from easrec.space import SearchSpace
     from easrec.train.trainer import TrainConfig
 
+    # Every file is checked before the data set loads, so a wrong LUT fails at once.
+    space = load_space(args.space) if args.space else None
+    if args.lut is not None:
+        _check_lut(args, space)
+    reference = _reference(args.reference) if args.reference else None
     dataset, data_cfg = load_data_from_args(args)
-    space = SearchSpace(gates=not args.no_gates)
-    cost_model = load_cost_model(space, dataset.n_items, args.lut)
+    cost_model = load_cost_model(space, dataset.n_items, args.lut, gates=False if args.no_gates else None)
     if args.budget_ratio is not None:
-        budget = resolve_budget(cost_model, ratio=args.budget_ratio)
+        budget = resolve_budget(cost_model, ratio=args.budget_ratio, reference=reference)
     else:
         unit, value = next((u, v) for u, v in (("ms", args.budget_ms), ("MFLOPs", args.budget_mflops), ("mJ", args.budget_mj)) if v is not None)
         budget = resolve_budget(cost_model, value=value, unit=unit)
@@ -73,13 +87,44 @@ def cmd_search(args: argparse.Namespace) -> dict:
                 progress.update(tasks[stage], description=f"fine-tune {rec['epoch']}",
                                 info=f"valid ndcg@10 {rec['ndcg@10']:.4f}")
         metrics = search_run(dataset, data_cfg, args.out, cost_model=cost_model, budget=budget, gates_cfg=gcfg,
-                             finetune=ft, retrain=args.retrain, dropout=args.dropout, resume=args.resume, on_epoch=on_epoch)
+                             finetune=ft, retrain=args.retrain, dropout=args.dropout, resume=args.resume, on_epoch=on_epoch,
+                             reference=reference)
     t = metrics["test"]
     result = {**metrics, "run": str(args.out)}
     return emit(args, result, f"search on {dataset.name}: {args.out}", [
         ("architecture", metrics["arch_description"]),
         ("predicted cost", f"{metrics['predicted_cost']:.4g} {metrics['unit']} (budget {metrics['budget']:.4g}, "
-                           f"{metrics['cost_ratio']:.2f}× the reference SASRec)"),
+                           f"{metrics['cost_ratio']:.2f}× the {'reference ' + args.reference.name if args.reference else 'reference SASRec'})"),
         ("test HR@10", t["hr@10"]), ("test NDCG@10", t["ndcg@10"]),
         ("search + fine-tune seconds", metrics["total_seconds"]),
     ])
+
+
+def _check_lut(args: argparse.Namespace, space) -> None:
+    """The LUT's file, space (against --space) and device (against --device, unless --trust-lut), in one line each."""
+    from easrec.cli.lutcheck import check_fingerprint, check_space, expected_fingerprint
+    from easrec.devices import get_device, parse_spec
+    from easrec.profiling.lut import LatencyTable
+
+    table = LatencyTable.load(args.lut)
+    if space is not None:
+        check_space(table, space)
+    if args.trust_lut:
+        return
+    # The thread count is the deployment's choice, stored in the LUT; it is checked only when cpu:N names one.
+    threads = parse_spec(args.device)[1].get("threads")
+    device = get_device(args.device)
+    expected = expected_fingerprint(device, table.device["runtime"], table.device["dtype"], threads)
+    check_fingerprint(table, expected, hint=" (--trust-lut searches with it anyway)")
+
+
+def _reference(run: Path):
+    """The architecture of a trained run (RUN/arch.json), the --budget-ratio reference."""
+    from easrec.errors import EasrecError
+    from easrec.space import Arch
+    from easrec.train.checkpoint import read_json
+
+    path = Path(run) / "arch.json"
+    if not Path(run).is_dir():
+        raise EasrecError(f"--reference {run}: no such run directory")
+    return Arch.from_dict(read_json(path, "arch.json of the --reference run"), source=str(path))

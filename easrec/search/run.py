@@ -25,25 +25,56 @@ log = logging.getLogger(__name__)
 UNIT_FLAGS = {"ms": "--budget-ms", "MFLOPs": "--budget-mflops", "mJ": "--budget-mj"}
 
 
-def load_cost_model(space: SearchSpace, n_items: int, lut: Path | None) -> CostModel:
-    """The measured LUT when given (checked against the space and catalogue), else analytic FLOPs."""
+def load_cost_model(space: SearchSpace | None, n_items: int, lut: Path | None, *, gates: bool | None = None) -> CostModel:
+    """The measured LUT when given (in its own space, or checked against `space`), else analytic FLOPs over `space`.
+
+    `gates` switches the space's gates (the `--no-gates` ablation). A LUT measured for a gated space
+    serves the ungated one too: gates are measured as what they add to the ungated FFN, whose
+    entries are therefore in the table.
+    """
+    import dataclasses
+
     if lut is None:
+        space = space or SearchSpace()
+        if gates is not None and space.gates != gates:
+            space = dataclasses.replace(space, gates=gates)
         return FlopsCostModel(space, n_items)
     from easrec.profiling.lut import LatencyTable
 
     table = LatencyTable.load(lut, space=space)
+    if gates is not None and table.space.gates != gates:
+        switched = dataclasses.replace(table.space, gates=gates)
+        missing = table.missing(switched)
+        if missing:
+            raise EasrecError(f"{lut}: field 'space.gates' is {str(table.space.gates).lower()} and the table lacks entries of "
+                              f"the space with gates {'on' if gates else 'off'} ({', '.join(missing[:3])}"
+                              f"{' …' if len(missing) > 3 else ''}); profile that space with --space")
+        table = LatencyTable({**table.data, "space": switched.to_dict(), "space_hash": switched.hash()}, source=table.source)
     lut_items = getattr(table, "n_items", None)
     if lut_items is not None and lut_items != n_items:
         log.warning("%s was measured for %d items, the data has %d: scoring cost is extrapolated", lut, lut_items, n_items)
     return table
 
 
-def resolve_budget(cost_model: CostModel, *, ratio: float | None = None, value: float | None = None, unit: str | None = None) -> float:
-    """A budget in the cost model's unit: `ratio` × the reference SASRec's cost, or an absolute `value` in `unit`."""
+def resolve_budget(cost_model: CostModel, *, ratio: float | None = None, value: float | None = None, unit: str | None = None,
+                   reference: Arch | None = None) -> float:
+    """A budget in the cost model's unit: `ratio` × the reference's cost, or an absolute `value` in `unit`.
+
+    The reference (default: the reference SASRec) is costed by `cost_model.cost`, the same corrected
+    prediction the search compares its candidates with, so ratio 1.0 is the reference's own cost.
+    """
     if ratio is not None:
         if not ratio > 0:
             raise EasrecError(f"--budget-ratio must be positive, got {ratio}")
-        return ratio * cost_model.cost(reference_arch())
+        reference = reference or reference_arch()
+        try:
+            reference_cost = cost_model.cost(reference)
+        except EasrecError as exc:
+            raise EasrecError(f"--budget-ratio: the budget reference {reference.describe()} has no cost: {exc}") from exc
+        if not reference_cost > 0:
+            raise EasrecError(f"--budget-ratio: the budget reference {reference.describe()} costs {reference_cost:.4g} "
+                              f"{cost_model.unit}; a ratio of it is no budget")
+        return ratio * reference_cost
     if value is None:
         raise EasrecError("give a budget: --budget-ratio, --budget-ms, --budget-mflops or --budget-mj")
     if unit != cost_model.unit:
@@ -106,6 +137,10 @@ def search_run(
         "unit": cost_model.unit,
         "predicted_cost": result.predicted_cost,
         "expected_cost_at_end": result.expected_cost,
+        "budget_used": result.predicted_cost / budget,
+        "candidates": result.candidates,
+        "search_steps": result.steps,
+        "alpha_entropy_at_end": result.final_entropy,
         "reference_cost": reference_cost,
         "cost_ratio": result.predicted_cost / reference_cost,
         "cost_breakdown": cost_model.breakdown(arch),
