@@ -146,7 +146,7 @@ class CostModel(ABC):
                     last = i == depth - 1
                     options = [LayerArch(h, f) for h in sp.heads for f in sp.ffns]
                     layers.append(min(options, key=lambda la: self._layer_cost(L, d, kind, la, last)))
-                arch = Arch(L, d, tuple(layers), kind, sp.gates, sp.head_size)
+                arch = Arch(L, d, tuple(layers), kind, sp.gates, sp.head_size, sp.gate_input)
                 c = self.cost(arch)
                 if best is None or c < best[0]:
                     best = (c, arch)

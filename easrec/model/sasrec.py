@@ -202,9 +202,10 @@ class SASRec(nn.Module):
         x = x * keep.unsqueeze(-1)
         summary = None
         if arch.gates:
-            # The gates read the history seen so far (a causal running mean of the embedded input),
-            # so training with a loss at every position cannot peek at future items through them.
-            summary = running_mean(x, keep)
+            # The gates read the history seen so far: by default a causal running mean of the embedded
+            # input, or (gate_input "position", the paper's form) the embedded item at each position.
+            # Either way training with a loss at every position cannot peek at future items through them.
+            summary = running_mean(x, keep) if arch.gate_input == "mean" else x
         # The causal part is a constant slice (built once): generating it per call costs more than
         # a whole block in ExecuTorch's portable kernels at L 200.
         mask = self.causal[-L:, -L:] + (1.0 - keep).view(-1, 1, 1, L) * NEG  # [B, 1, L, L]
@@ -281,8 +282,18 @@ class SASRec(nn.Module):
         soft: SoftChoice | None = None,
         kind: str = "ce",
         generator: torch.Generator | None = None,
+        negatives: int = 256,
+        logq: bool = False,
+        chunk_bytes: int = 256 * 2**20,
     ) -> torch.Tensor:
-        """Next-item loss at every non-padded position: full-softmax CE (default) or BCE with one sampled negative."""
+        """Next-item loss at every non-padded position.
+
+        `ce`: full-softmax cross-entropy over the catalogue, computed in checkpointed chunks of rows when
+        the logits would exceed `chunk_bytes`. `sampled-ce`: softmax over the target and `negatives`
+        uniform negatives shared by the batch (with `logq`, each negative's logit gets + log(N / negatives),
+        so their exponentials estimate the whole catalogue's partition function). `bce`: BCE with one
+        sampled negative per position.
+        """
         arch = active or self.arch
         L = arch.max_len
         inputs, targets = inputs[:, -L:], targets[:, -L:]
@@ -292,9 +303,34 @@ class SASRec(nn.Module):
         t = targets[valid]
         table = self.item_weights(active)
         if kind == "ce":
-            logits = h @ table.t()
-            logits[:, 0] = NEG
-            return F.cross_entropy(logits, t)
+
+            def summed_ce(h_rows: torch.Tensor, weights: torch.Tensor, t_rows: torch.Tensor) -> torch.Tensor:
+                logits = h_rows @ weights.t()
+                logits[:, 0] = NEG
+                return F.cross_entropy(logits, t_rows, reduction="sum")
+
+            rows = max(1, chunk_bytes // (table.shape[0] * h.element_size()))
+            if h.shape[0] <= rows:
+                return summed_ce(h, table, t) / max(h.shape[0], 1)
+            from torch.utils.checkpoint import checkpoint
+
+            # Without recomputation every chunk's logits (and softmax) would stay alive until backward,
+            # which is the very memory the chunking is meant to save.
+            total = sum(checkpoint(summed_ce, h[i : i + rows], table, t[i : i + rows], use_reentrant=False)
+                        for i in range(0, h.shape[0], rows))
+            return total / h.shape[0]
+        if kind == "sampled-ce":
+            if negatives < 1:
+                raise ValueError(f"negatives must be at least 1, got {negatives}")
+            neg = torch.randint(1, self.n_items + 1, (negatives,), device=t.device, generator=generator)
+            pos_logit = (h * table[t]).sum(-1, keepdim=True)
+            neg_logit = h @ table[neg].t()
+            if logq:
+                neg_logit = neg_logit + math.log(self.n_items / negatives)
+            # A negative that is the row's own target would push the target down against itself.
+            neg_logit = neg_logit.masked_fill(neg.view(1, -1) == t.view(-1, 1), NEG)
+            logits = torch.cat([pos_logit, neg_logit], dim=1)
+            return F.cross_entropy(logits, torch.zeros_like(t))
         if kind == "bce":
             neg = torch.randint(1, self.n_items + 1, t.shape, device=t.device, generator=generator)
             pos_logit = (h * table[t]).sum(-1)

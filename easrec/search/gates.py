@@ -95,7 +95,7 @@ class ArchParams(nn.Module):
         depth = sp.depths[int(self.depth.argmax())]
         layers = tuple(LayerArch(sp.heads[int(self.heads[i].argmax())], sp.ffns[int(self.ffn[i].argmax())]) for i in range(depth))
         return Arch(sp.max_lens[int(self.max_len.argmax())], sp.ds[int(self.d.argmax())], layers,
-                    sp.attentions[int(self.attention.argmax())], sp.gates, sp.head_size)
+                    sp.attentions[int(self.attention.argmax())], sp.gates, sp.head_size, sp.gate_input)
 
     def log_probs(self) -> ChoiceLogProbs:
         """log softmax(α) of every choice, for the exact projection onto a budget."""
@@ -252,7 +252,7 @@ def gates_search(
     def active_arch(idx: dict[str, int]) -> Arch:
         layer = LayerArch(space.heads[-1], space.ffns[-1])
         return Arch(space.max_lens[idx["max_len"]], space.ds[idx["d"]], (layer,) * space.depths[-1],
-                    space.attentions[idx["attention"]], space.gates, space.head_size)
+                    space.attentions[idx["attention"]], space.gates, space.head_size, space.gate_input)
 
     def sample_path(probs: ArchProbs) -> dict[str, int]:
         return {name: _sample(getattr(probs, name), gen) for name in SHAPE_CHOICES}

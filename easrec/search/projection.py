@@ -123,7 +123,7 @@ def most_probable_within(cm: CostModel, lp: ChoiceLogProbs, budget: float, tilt:
         # The front is sorted by cost with strictly increasing log p: the last point that fits is the
         # most probable one for this combination. Check the model's own cost (it may apply a correction).
         for cost_sum, layer_lp, layers in reversed(front):
-            arch = Arch(L, d, layers, kind, sp.gates, sp.head_size)
+            arch = Arch(L, d, layers, kind, sp.gates, sp.head_size, sp.gate_input)
             cost = cm.cost(arch)
             if cost <= budget * (1 + _EPS):
                 if best is None or glp + layer_lp > best[0]:

@@ -11,6 +11,9 @@ from typing import Any
 from easrec.errors import EasrecError
 
 ATTENTION_KINDS = ("softmax", "linear")
+# What EASRec's data-aware gates read: "mean" = the causal running mean of the embedded history up to
+# each position (easrec's default); "position" = the embedding layer's output at that position (the paper's).
+GATE_INPUTS = ("mean", "position")
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,7 @@ class Arch:
     attention: str = "softmax"
     gates: bool = False
     head_size: int = 16
+    gate_input: str = "mean"
 
     @property
     def depth(self) -> int:
@@ -41,6 +45,9 @@ class Arch:
         """JSON-able form (fields `max_len`, `d`, `layers`, `attention`, `gates`, `head_size`)."""
         out = asdict(self)
         out["layers"] = [asdict(layer) for layer in self.layers]
+        if self.gate_input == "mean":
+            # Omitted at its default so architectures (and their hashes) written before the option read the same.
+            del out["gate_input"]
         return out
 
     @classmethod
@@ -71,6 +78,9 @@ class Arch:
         gates = data.get("gates", False)
         if not isinstance(gates, bool):
             raise EasrecError(f"{source}: field 'gates' must be true or false, got {gates!r}")
+        gate_input = data.get("gate_input", "mean")
+        if gate_input not in GATE_INPUTS:
+            raise EasrecError(f"{source}: field 'gate_input' must be one of {GATE_INPUTS}, got {gate_input!r}")
         return cls(
             max_len=need_int("max_len", data["max_len"]),
             d=need_int("d", data["d"]),
@@ -78,6 +88,7 @@ class Arch:
             attention=attention,
             gates=gates,
             head_size=need_int("head_size", data.get("head_size", 16)),
+            gate_input=gate_input,
         )
 
     def hash(self) -> str:
@@ -87,7 +98,8 @@ class Arch:
     def describe(self) -> str:
         """Compact one-line description, e.g. `L100 d32 [2h/64, 1h/128] softmax +gates`."""
         layers = ", ".join(f"{layer.heads}h/{layer.ffn}" for layer in self.layers)
-        return f"L{self.max_len} d{self.d} [{layers}] {self.attention}{' +gates' if self.gates else ''}"
+        gates = (" +gates" + ("(position)" if self.gate_input == "position" else "")) if self.gates else ""
+        return f"L{self.max_len} d{self.d} [{layers}] {self.attention}{gates}"
 
 
 def reference_arch(gates: bool = False) -> Arch:
@@ -107,6 +119,7 @@ class SearchSpace:
     attentions: tuple[str, ...] = ("softmax", "linear")
     head_size: int = 16
     gates: bool = True
+    gate_input: str = "mean"
 
     def __post_init__(self) -> None:
         for name in ("max_lens", "ds", "heads", "ffns", "depths", "attentions"):
@@ -118,6 +131,8 @@ class SearchSpace:
         for kind in self.attentions:
             if kind not in ATTENTION_KINDS:
                 raise EasrecError(f"search space: unknown attention kind {kind!r}")
+        if self.gate_input not in GATE_INPUTS:
+            raise EasrecError(f"search space: field 'gate_input' must be one of {GATE_INPUTS}, got {self.gate_input!r}")
 
     @property
     def max_heads(self) -> int:
@@ -127,13 +142,14 @@ class SearchSpace:
     def largest(self) -> Arch:
         """The full supernet as an architecture."""
         layer = LayerArch(self.heads[-1], self.ffns[-1])
-        return Arch(self.max_lens[-1], self.ds[-1], (layer,) * self.depths[-1], self.attentions[0], self.gates, self.head_size)
+        return Arch(self.max_lens[-1], self.ds[-1], (layer,) * self.depths[-1], self.attentions[0], self.gates, self.head_size,
+                    self.gate_input)
 
     def smallest(self) -> Arch:
         """The cheapest architecture in the space (for feasibility checks)."""
         layer = LayerArch(self.heads[0], self.ffns[0])
         kind = "linear" if "linear" in self.attentions else self.attentions[0]
-        return Arch(self.max_lens[0], self.ds[0], (layer,) * self.depths[0], kind, self.gates, self.head_size)
+        return Arch(self.max_lens[0], self.ds[0], (layer,) * self.depths[0], kind, self.gates, self.head_size, self.gate_input)
 
     def validate(self, arch: Arch, source: str = "arch") -> Arch:
         """Return `arch` if it lies in the space, else raise naming the first field that does not."""
@@ -166,11 +182,15 @@ class SearchSpace:
         """A uniformly random architecture (per-layer choices independent)."""
         depth = rng.choice(self.depths)
         layers = tuple(LayerArch(rng.choice(self.heads), rng.choice(self.ffns)) for _ in range(depth))
-        return Arch(rng.choice(self.max_lens), rng.choice(self.ds), layers, rng.choice(self.attentions), self.gates, self.head_size)
+        return Arch(rng.choice(self.max_lens), rng.choice(self.ds), layers, rng.choice(self.attentions), self.gates, self.head_size,
+                    self.gate_input)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        out = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        if self.gate_input == "mean":
+            del out["gate_input"]  # as in Arch.to_dict: hashes of spaces written before the option are unchanged
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "SearchSpace":
