@@ -172,6 +172,7 @@ def read_sidecar(path: str | Path, verify: bool = True) -> dict:
     for key in ("sha256", "mapping", "max_len", "k", "batch", "popular"):
         if key not in meta:
             raise EasrecError(f"{side}: missing field '{key}'")
+    check_sidecar(meta, side)
     if verify:
         digest = sha256_file(path)
         if digest != meta["sha256"]:
@@ -180,6 +181,60 @@ def read_sidecar(path: str | Path, verify: bool = True) -> dict:
                 f"{str(meta['sha256'])[:12]}…): the artifact was changed or the metadata belongs to another file"
             )
     return meta
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_sidecar(meta: dict, side: str | Path) -> None:
+    """Raise naming the first sidecar field with the wrong type, range or consistency.
+
+    The sha256 covers the artifact, not the sidecar: a hand-edited `k`, `mapping` or `popular` would
+    otherwise reach the runtime as an index error or a silently wrong answer.
+    """
+    def bad(field: str, why: str) -> EasrecError:
+        return EasrecError(f"{side}: field '{field}' {why}", field=field)
+
+    if not isinstance(meta["sha256"], str) or len(meta["sha256"]) != 64 or any(c not in "0123456789abcdef" for c in meta["sha256"]):
+        raise bad("sha256", "must be 64 lowercase hex digits")
+    for key in ("max_len", "k", "batch"):
+        if not _is_int(meta[key]) or meta[key] < 1:
+            raise bad(key, f"must be a positive integer, got {meta[key]!r}")
+    mapping = meta["mapping"]
+    items = mapping.get("items") if isinstance(mapping, dict) else None
+    if not isinstance(items, list) or len(items) < 2 or not all(isinstance(x, str) for x in items):
+        raise bad("mapping.items", "must be a list of raw item ids (strings), padding first")
+    n_items = len(items) - 1
+    seen: set[str] = set()
+    for raw in items[1:]:
+        if raw in seen:
+            raise bad("mapping.items", f"repeats the raw id {raw!r} (each id must map to one index)")
+        seen.add(raw)
+    if "n_items" in meta and (not _is_int(meta["n_items"]) or meta["n_items"] != n_items):
+        raise bad("n_items", f"is {meta['n_items']!r} but 'mapping.items' holds {n_items} items")
+    if meta["k"] > n_items:
+        raise bad("k", f"is {meta['k']} but the catalogue has only {n_items} items")
+    popular = meta["popular"]
+    if not isinstance(popular, list) or not all(_is_int(i) and 1 <= i <= n_items for i in popular):
+        raise bad("popular", f"must be a list of item indices in 1..{n_items}")
+    # The graph's shapes are fixed at export; the sidecar's copies must agree with max_len, k and batch.
+    io_in = meta.get("input")
+    shape = io_in.get("shape") if isinstance(io_in, dict) else None
+    if io_in is not None and not isinstance(io_in, dict):
+        raise bad("input", "must be an object {name, dtype, shape}")
+    if shape is not None and shape != [meta["batch"], meta["max_len"]]:
+        raise bad("input.shape", f"is {shape!r} but 'batch' and 'max_len' say {[meta['batch'], meta['max_len']]}")
+    outputs = meta.get("outputs")
+    if outputs is not None:
+        if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):
+            raise bad("outputs", "must be a list of {name, dtype, shape}")
+        for i, out in enumerate(outputs):
+            if "shape" in out and out["shape"] != [meta["batch"], meta["k"]]:
+                raise bad(f"outputs[{i}].shape", f"is {out['shape']!r} but 'batch' and 'k' say {[meta['batch'], meta['k']]}")
+    arch = meta.get("arch")
+    if isinstance(arch, dict) and "max_len" in arch and arch["max_len"] != meta["max_len"]:
+        raise bad("max_len", f"is {meta['max_len']} but 'arch.max_len' is {arch['max_len']!r}")
 
 
 class Predictor:
@@ -221,8 +276,8 @@ class Predictor:
             out_s[start : start + m] = np.asarray(scores)[:m]
         return out_i, out_s
 
-    def encode_history(self, history: Sequence[str | int]) -> np.ndarray:
-        """Raw ids → one left-padded int64 row [1, max_len]; unknown ids are skipped with a warning."""
+    def history_indices(self, history: Sequence[str | int]) -> list[int]:
+        """Raw ids → catalogue indices, oldest first; unknown ids are skipped with a warning."""
         known, unknown = [], []
         for raw in history:
             idx = self.index.get(str(raw).strip())
@@ -230,21 +285,39 @@ class Predictor:
         if unknown:
             shown = ", ".join(map(str, unknown[:5])) + (" …" if len(unknown) > 5 else "")
             log.warning("%s: %d unknown item id(s) skipped: %s", self.path.name, len(unknown), shown)
-        known = known[-self.max_len :]
+        return known
+
+    def encode_history(self, history: Sequence[str | int]) -> np.ndarray:
+        """Raw ids → one left-padded int64 row [1, max_len] of the newest max_len known ids."""
+        known = self.history_indices(history)[-self.max_len :]
         row = np.zeros((1, self.max_len), np.int64)
         if known:
             row[0, -len(known) :] = known
         return row
 
     def predict(self, history: Sequence[str | int], k: int | None = None) -> list[tuple[str, float]]:
-        """Top-k next items for a history of raw ids (oldest first): [(raw_id, score), ...]."""
+        """Top-k next items for a history of raw ids (oldest first), none of them in the history: [(raw_id, score), ...].
+
+        The graph reads (and excludes) only the newest max_len ids; older ones it may still rank are
+        dropped here, so the answer can hold fewer than k items when the artifact's k leaves no spare.
+        """
         k = self.k if k is None else min(int(k), self.k)
-        row = self.encode_history(history)
-        if not row.any():
+        known = self.history_indices(history)
+        seen = set(known)
+        if not known:
             log.info("%s: empty history: answering with the most popular items", self.path.name)
             return [(self.raw_items[i], 0.0) for i in self.popular[:k]]  # score 0.0: not a model score
+        row = np.zeros((1, self.max_len), np.int64)
+        window = known[-self.max_len :]
+        row[0, -len(window) :] = window
         items, scores = self.run_ids(row)
-        return [(self.raw_items[int(i)], float(s)) for i, s in zip(items[0, :k], scores[0, :k])]
+        # Taking from all of the graph's k (not only the first k asked for) refills what the filter drops.
+        fresh = [(self.raw_items[int(i)], float(s)) for i, s in zip(items[0], scores[0]) if int(i) not in seen]
+        if len(fresh) < k:
+            log.warning("%s: %d of the top %d items were in the history before the model's window (%d items);"
+                        " returning %d (export with a larger k to always get %d)",
+                        self.path.name, self.k - len(fresh), self.k, self.max_len, len(fresh), k)
+        return fresh[:k]
 
 
 def load(path: str | Path, threads: int = 1) -> Predictor:

@@ -82,6 +82,43 @@ def test_csv_default_and_movielens_column_names(tmp_path):
     assert raw_sequences(load_dataset(tmp_path / "b.csv")) == EXPECTED_RAW
 
 
+def test_read_sasrec_txt_keeps_line_order(tmp_path):
+    # No timestamp: the order inside a user is the order of the lines, even when users interleave.
+    p = write(tmp_path / "Beauty.txt", "10 7\n20 3\n10 2\n\n10 9\n20 7\t\n")
+    ds = load_dataset(p)
+    assert raw_sequences(ds) == {"10": ["7", "2", "9"], "20": ["3", "7"]}
+    assert ds.name == "Beauty" and ds.n_items == 4
+    # A single line per user as the original SASRec repository writes it, also tab separated.
+    q = write(tmp_path / "t.txt", "1\t5\n1\t6\n1\t5\n")
+    assert raw_sequences(load_dataset(q)) == {"1": ["5", "6", "5"]}
+
+
+@pytest.mark.parametrize("body, line, what", [
+    ("1 2\n1 3\n1\n1 4\n", 3, "found 1"),
+    ("1 2\n\n1 3 7\n", 3, "found 3"),
+    ("1 2\n1 3\n1 3 4 5\n", 3, "found 4"),
+    ("1 2\n1 x\n", 2, "item id 'x' is not an integer"),
+    ("1 2\n1.5 3\n", 2, "user id '1.5' is not an integer"),
+])
+def test_sasrec_txt_errors_name_file_and_line(tmp_path, body, line, what):
+    p = write(tmp_path / "bad.txt", body)
+    with pytest.raises(EasrecError) as err:
+        load_dataset(p)
+    msg = str(err.value)
+    assert f"bad.txt:{line}: " in msg and what in msg and "\n" not in msg
+    with pytest.raises(EasrecError, match="bad.txt: no interactions"):
+        load_dataset(write(tmp_path / "bad.txt", ""))
+
+
+def test_cli_stats_sasrec_txt(tmp_path, capsys):
+    p = write(tmp_path / "x.txt", "".join(f"{u} {i}\n" for u in range(1, 4) for i in range(1, 6)))
+    assert cli_main(["data", "stats", str(p), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["users"] == 3 and out["items"] == 5 and out["interactions"] == 15
+    assert cli_main(["data", "stats", str(write(tmp_path / "y.txt", "1 2 3\n"))]) == 2
+    assert "y.txt:1: expected 2 fields" in capsys.readouterr().err
+
+
 # --- errors --------------------------------------------------------------------------------------------
 
 def test_missing_file(tmp_path):
@@ -183,6 +220,22 @@ def test_split_and_eval_arrays():
     assert ds.item_popularity().tolist() == [0, 1, 1, 2, 0, 0, 1, 1]
     with pytest.raises(EasrecError):
         sp.eval_arrays("train", 4)
+
+
+def test_split_history_is_whole_known_history():
+    ds = make([[1, 2, 3, 4, 5], [6, 7], [3, 1, 2], [8, 9, 8, 1, 2, 4]])
+    sp = ds.split()
+    flat, off = sp.history("valid")
+    assert [flat[off[i]:off[i + 1]].tolist() for i in range(sp.n_eval)] == [[1, 2, 3], [3], [8, 9, 8, 1]]
+    flat, off = sp.history("test")
+    assert [flat[off[i]:off[i + 1]].tolist() for i in range(sp.n_eval)] == [[1, 2, 3, 4], [3, 1], [8, 9, 8, 1, 2]]
+    assert flat.dtype == np.int64 and off.dtype == np.int64
+    assert sp.history("test")[0] is flat  # built once per split
+    with pytest.raises(EasrecError, match="which"):
+        sp.history("train")
+    fp = sp.fingerprint()
+    assert fp["eval_users"] == 3 and len(fp["targets_sha256"]) == 64
+    assert make([[1, 2, 3, 4, 5], [6, 7], [3, 1, 2], [8, 9, 8, 1, 2, 3]]).split().fingerprint() != fp
 
 
 def test_train_arrays_shift_and_ignore():

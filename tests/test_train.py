@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -10,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from easrec.data import Split, load_dataset
+from easrec.data import Split, load_dataset, synthetic_dataset
 from easrec.errors import EasrecError, atomic_write_bytes
 from easrec.model import NEG, SASRec
 from easrec.train import load_model, save_model
 from easrec.train.checkpoint import CHECKPOINT_FILE, MODEL_FILE, load_torch, save_torch
-from easrec.train.evaluate import evaluate_model, evaluate_scores
-from easrec.train.metrics import exclude_seen, metrics_from_ranks, sampled_ranks, target_ranks
+from easrec.train.evaluate import evaluate_model, evaluate_ranks, evaluate_scores
+from easrec.train.metrics import exclude_seen, metrics_from_ranks, per_user_metrics, sampled_ranks, target_ranks
 from easrec.train.run import sasrec_arch, train_run
 from easrec.train.trainer import TrainConfig, train_model
 
@@ -338,3 +339,184 @@ def test_model_file_missing_field(tmp_path):
     save_torch(payload, path)
     with pytest.raises(EasrecError, match="arch"):
         load_model(path)
+
+
+# --- whole-history exclusion (issue 9) -------------------------------------------------------------------
+
+def long_history_split() -> Split:
+    # User 0: train 9, 1, 2, 3, 4 → valid 5 → test 6. Item 9 is the user's oldest item: outside a window of 3.
+    # User 1: train 1, 2 → valid 3 → test 8.
+    return Split(train=[np.array([9, 1, 2, 3, 4]), np.array([1, 2])], valid_users=np.array([0, 1]),
+                 valid_targets=np.array([5, 3]), test_targets=np.array([6, 8]))
+
+
+def test_history_longer_than_max_len_excludes_old_item():
+    split = long_history_split()
+    fn = fixed_score_fn(9)  # item 9 scores highest, then 8, 7, ...
+    for max_len in (1, 3, 10):
+        ranks = evaluate_ranks(fn, split, "test", max_len)
+        # User 0: 9 (oldest, outside the window for max_len < 6) is excluded, 8 and 7 are above 6 → rank 2.
+        # User 1: 9 is above its target 8 and was never seen → rank 1.
+        assert ranks.tolist() == [2, 1], max_len
+        kept = evaluate_ranks(fn, split, "test", max_len, keep_seen=True)
+        assert kept.tolist() == [3, 1]
+    # Valid: the history is the train part only (9 still excluded for user 0; 4..9 above user 1's target 3).
+    assert evaluate_ranks(fn, split, "valid", 2).tolist() == [3, 6]
+
+
+def test_metrics_do_not_depend_on_max_len_through_exclusion(dataset):
+    # A scorer that ignores its input: only the exclusion could make max_len matter, and it must not.
+    gen = torch.Generator().manual_seed(0)
+    row = torch.rand(dataset.n_items + 1, generator=gen)
+    fn = lambda x: row.expand(x.shape[0], -1).clone()  # noqa: E731
+    split = dataset.split()
+    base = evaluate_scores(fn, split, "test", 200)
+    assert evaluate_scores(fn, split, "test", 5) == base
+    assert evaluate_scores(fn, split, "test", 5, keep_seen=True) != base
+
+
+def test_sampled_protocol_never_draws_old_history_items():
+    split = long_history_split()
+    # Old item 9 scores highest, the target second: drawing 9 as a negative would push the target to rank 1.
+    scores = torch.zeros(10)
+    scores[9] = 10.0
+    target_after = {5: 6, 3: 8}  # the newest input item (the valid target) tells the user: its test target scores 5
+
+    def fn(x):
+        return torch.stack([torch.where(torch.arange(10) == target_after[int(last)], 5.0, scores) for last in x[:, -1]])
+
+    pop = np.ones(10)
+    pop[9] = 50.0  # 9 would be most of the draws
+    ranks = evaluate_ranks(fn, split, "test", 2, protocol="sampled-100", popularity=pop, batch_size=1)
+    assert ranks[0] == 0  # user 0 saw 9 outside the window: never a negative
+    assert ranks[1] > 50  # user 1 never saw 9: drawn again and again, each copy beats the target
+
+
+def test_evaluation_fast_on_ml100k_sized_data():
+    """The whole-history exclusion is vectorised: building and applying it for 943 x 1682 takes milliseconds."""
+    import time
+
+    ds = synthetic_dataset(n_users=943, n_items=1682, mean_len=100, seed=0)
+    split = ds.split()
+    row = torch.zeros(ds.n_items + 1)
+    fn = lambda x: row.expand(x.shape[0], -1).clone()  # noqa: E731
+    evaluate_ranks(fn, split, "test", 200)
+    t = time.perf_counter()
+    evaluate_ranks(fn, split, "test", 200)
+    assert time.perf_counter() - t < 0.5
+
+
+def test_per_user_json_matches_metrics(baseline):
+    out, metrics = baseline
+    rec = json.loads((out / "per_user.json").read_text())
+    assert rec["format"] == "easrec-per-user" and rec["keep_seen"] is False and rec["split"] == "test"
+    assert rec["data"]["users"] == 200 and rec["data"]["eval_users"] == len(rec["users"]) == len(rec["ranks"])
+    assert len(rec["data"]["targets_sha256"]) == 64 and rec["data"]["interactions"] > 0
+    for name in ("hr@5", "ndcg@10", "mrr@10", "hr@20"):
+        assert np.mean(rec["metrics"][name]) == pytest.approx(metrics["test"][name], abs=1e-6)
+    np.testing.assert_allclose(rec["metrics"]["ndcg@10"], per_user_metrics(np.array(rec["ranks"]))["ndcg@10"], atol=1e-6)
+
+
+# --- losses for large catalogues ---------------------------------------------------------------------------
+
+def loss_batch(n_items: int = 500):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randint(0, n_items + 1, (8, 20), generator=gen)
+    y = torch.randint(1, n_items + 1, (8, 20), generator=gen)
+    y[x == 0] = 0
+    return x, y
+
+
+def test_chunked_ce_equals_full_ce_with_gradients():
+    torch.manual_seed(0)
+    model = SASRec(ARCH, 500, 0.0)
+    x, y = loss_batch()
+
+    def run(**kw):
+        model.zero_grad()
+        loss = model.loss(x, y, **kw)
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    full, g_full = run()
+    chunked, g_chunked = run(chunk_bytes=501 * 4 * 7)  # 7 rows per chunk: many uneven chunks
+    assert chunked == pytest.approx(full.item(), rel=1e-5)
+    assert len(g_full) == len(g_chunked)
+    for a, b in zip(g_full, g_chunked):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_sampled_ce_masks_accidental_hits_and_estimates_full_ce():
+    torch.manual_seed(0)
+    model = SASRec(ARCH, 500, 0.0)
+    x, y = loss_batch()
+    full = model.loss(x, y).item()
+    gen = torch.Generator().manual_seed(1)
+    corrected = model.loss(x, y, kind="sampled-ce", negatives=400, logq=True, generator=gen).item()
+    plain = model.loss(x, y, kind="sampled-ce", negatives=400, generator=torch.Generator().manual_seed(1)).item()
+    # With log(N / K) added to the negatives, the sampled loss estimates the full one; without it, it is smaller.
+    assert corrected == pytest.approx(full, rel=0.05)
+    assert plain < corrected
+    # Negatives are all the targets themselves: every one is masked, so the loss is ~0, not log(K + 1).
+    y1 = torch.where(y != 0, torch.ones_like(y), y)
+    model_one = SASRec(ARCH, 1, 0.0)
+    assert model_one.loss(x.clamp(max=1), y1, kind="sampled-ce", negatives=16).item() < 1e-3
+    with pytest.raises(ValueError, match="negatives"):
+        model.loss(x, y, kind="sampled-ce", negatives=0)
+
+
+def test_sampled_ce_loss_trains(dataset, tmp_path):
+    torch.manual_seed(0)
+    model = SASRec(ARCH, dataset.n_items, 0.0)
+    split = dataset.split()
+    before = evaluate_model(model, split, "valid")
+    result = train_model(model, split, config(loss="sampled-ce", negatives=64, epochs=2, lr=1e-2), tmp_path)
+    losses = [rec["loss"] for rec in result.history]
+    assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0]
+    assert result.best_valid["ndcg@10"] > before["ndcg@10"]
+
+
+# --- the runtime predictor excludes the whole history ------------------------------------------------------
+
+class FakeRunner:
+    """Stands in for ExecuTorch / onnxruntime: returns the top-k of fixed scores, excluding the input row."""
+
+    runtime = "fake"
+    load_ms = 0.0
+
+    def __init__(self, scores: np.ndarray, k: int):
+        self.scores, self.k = scores, k
+
+    def run(self, inputs):
+        ids = inputs[0]
+        s = np.tile(self.scores, (len(ids), 1))
+        np.put_along_axis(s, ids, -1e4, axis=1)
+        s[:, 0] = -1e4
+        top = np.argsort(-s, axis=1, kind="stable")[:, : self.k]
+        return top, np.take_along_axis(s, top, 1).astype(np.float32)
+
+
+def fake_predictor(n_items: int = 20, max_len: int = 3, k: int = 5):
+    from easrec.export.artifact import Predictor
+
+    pred = Predictor.__new__(Predictor)
+    pred.path = Path("fake.pte")
+    pred.meta = {}
+    pred.max_len, pred.k, pred.batch = max_len, k, 1
+    pred.raw_items = ["<pad>"] + [f"i{i}" for i in range(1, n_items + 1)]
+    pred.index = {raw: i for i, raw in enumerate(pred.raw_items) if i > 0}
+    pred.popular = list(range(1, k + 1))
+    pred.runner = FakeRunner(np.arange(n_items + 1, dtype=np.float32), k)  # item i scores i
+    return pred
+
+
+def test_predictor_excludes_history_older_than_window(caplog):
+    pred = fake_predictor()
+    # Window of 3 = i1, i2, i3; i20 and i19 are older: the graph still ranks them first.
+    history = ["i20", "i19", "i1", "i2", "i3"]
+    top = [r for r, _ in pred.predict(history, k=3)]
+    assert top == ["i18", "i17", "i16"]
+    with caplog.at_level("WARNING"):
+        top5 = [r for r, _ in pred.predict(history)]
+    assert top5 == ["i18", "i17", "i16"] and "before the model's window" in caplog.text
+    assert [r for r, _ in pred.predict(["i1", "i2"])] == ["i20", "i19", "i18", "i17", "i16"]

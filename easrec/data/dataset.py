@@ -83,6 +83,44 @@ class Split:
         targets[inputs == 0] = 0
         return inputs, targets
 
+    def history(self, which: Literal["valid", "test"]) -> tuple[np.ndarray, np.ndarray]:
+        """Each evaluated user's whole known history as CSR: (flat item ids int64, offsets int64 [n_eval + 1]).
+
+        Valid: the train items; test: the train items plus the validation item. Built once per split and
+        cached, so every evaluation excludes seen items with one vectorised scatter per batch.
+        """
+        if which not in ("valid", "test"):
+            raise EasrecError(f"which must be 'valid' or 'test', got {which!r}")
+        key = f"_history_{which}"
+        cached = self.__dict__.get(key)
+        if cached is not None:
+            return cached
+        seqs = self._eval_train()
+        lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
+        flat = np.concatenate(seqs).astype(np.int64, copy=False) if seqs else np.zeros(0, np.int64)
+        if which == "test":
+            # Room for one more item at the end of every user's segment: train item j of user u moves
+            # right by u places, and the validation item fills the gap.
+            n = len(seqs)
+            out = np.empty(len(flat) + n, dtype=np.int64)
+            out[np.arange(len(flat)) + np.repeat(np.arange(n), lengths)] = flat
+            lengths = lengths + 1
+            out[np.cumsum(lengths) - 1] = self.valid_targets
+            flat = out
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        self.__dict__[key] = (flat, offsets)
+        return flat, offsets
+
+    def fingerprint(self) -> dict:
+        """What identifies this split: evaluated users and a sha256 of their users and targets."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for arr in (self.valid_users, self.valid_targets, self.test_targets):
+            h.update(np.ascontiguousarray(arr, dtype=np.int64).tobytes())
+        return {"eval_users": self.n_eval, "targets_sha256": h.hexdigest()}
+
     def _eval_train(self) -> list[np.ndarray]:
         cached = self.__dict__.get("_eval_train_cache")
         if cached is None:
@@ -129,7 +167,7 @@ class Dataset:
             "users": users,
             "items": int(self.n_items),
             "interactions": n_inter,
-            "density": n_inter / (users * self.n_items) if users and self.n_items else 0.0,
+            "density": len(np.unique(np.repeat(np.arange(users, dtype=np.int64), lengths) * (self.n_items + 1) + np.concatenate(self.sequences))) / (users * self.n_items) if users and self.n_items else 0.0,  # distinct (user, item) pairs: repeats must not push it above 1
             "seq_len": {
                 "min": int(lengths.min()) if users else 0,
                 "p25": float(q[0]),

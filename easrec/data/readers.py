@@ -1,4 +1,5 @@
-"""Parsers for interaction files: RecBole atomic `.inter`, MovieLens `ratings.dat` / `u.data`, CSV/TSV/Parquet.
+"""Parsers for interaction files: RecBole atomic `.inter`, MovieLens `ratings.dat` / `u.data`, CSV/TSV/Parquet,
+and the SASRec text format (`user item` per line in time order, no timestamp).
 
 Every reader returns a DataFrame with string columns ``user`` and ``item``, a numeric ``time`` column and,
 when the file has one, a numeric ``rating`` column, in file order.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -28,11 +30,13 @@ _MOVIELENS_COLS = ["user", "item", "rating", "time"]
 
 
 def detect_format(path: Path) -> str:
-    """Return one of ``inter``, ``ml-dat``, ``ml-udata``, ``csv``, ``tsv``, ``parquet`` for `path`."""
+    """Return one of ``inter``, ``ml-dat``, ``ml-udata``, ``csv``, ``tsv``, ``parquet``, ``sasrec-txt`` for `path`."""
     name = path.name.lower()
     suffix = path.suffix.lower()
     if suffix == ".inter":
         return "inter"
+    if suffix == ".txt":
+        return "sasrec-txt"
     if suffix == ".parquet" or suffix == ".pq":
         return "parquet"
     if suffix == ".csv":
@@ -64,7 +68,7 @@ def detect_format(path: Path) -> str:
     if "," in first:
         return "csv"
     raise EasrecError(
-        f"unknown data format for {path}: expected .inter, ratings.dat, u.data, .csv, .tsv or .parquet"
+        f"unknown data format for {path}: expected .inter, ratings.dat, u.data, .csv, .tsv, .parquet or .txt (SASRec)"
     )
 
 
@@ -91,6 +95,8 @@ def read_interactions(
         raise EasrecError(f"data file not found: {path}")
     fmt = detect_format(path)
     log.debug("reading %s as %s", path, fmt)
+    if fmt == "sasrec-txt":
+        return read_sasrec_txt(path)
     names = {"user": user_col, "item": item_col, "time": time_col, "rating": rating_col}
     # Ids stay strings ("007" is not 7); time and rating go through the C parser's fast numeric
     # inference, and only a column that fails it is re-checked value by value for the error line.
@@ -131,6 +137,44 @@ def read_interactions(
     frame = frame[list(mapping.values())]
     frame.columns = list(mapping.keys())
     return _clean(frame, path, has_header=True, is_parquet=fmt == "parquet")
+
+
+def read_sasrec_txt(path: Path) -> pd.DataFrame:
+    """The original SASRec data format: `user item` (integers, whitespace separated) per line, in time order.
+
+    There is no timestamp: the line index serves as the time, so the stable sort by time keeps file order.
+    """
+    path = Path(path)
+    try:
+        # Three columns so that a line with three fields parses (and is reported) instead of
+        # shifting the rest of the file; four or more make the C parser raise with the line number.
+        frame = pd.read_csv(path, sep=r"\s+", header=None, names=[0, 1, 2], dtype=str, keep_default_na=False,
+                            na_values=[""], engine="c")
+    except pd.errors.EmptyDataError:
+        raise EasrecError(f"{path}: no interactions") from None
+    except pd.errors.ParserError as exc:
+        m = re.search(r"line (\d+), saw (\d+)", str(exc))
+        if m:
+            raise EasrecError(f"{path}:{m.group(1)}: expected 2 fields (user item), found {m.group(2)}") from None
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise EasrecError(f"cannot parse {path} as sasrec-txt: {reason}") from None
+    except (UnicodeDecodeError, OSError) as exc:
+        raise EasrecError(f"cannot parse {path} as sasrec-txt: {exc}") from None
+    if len(frame) == 0:
+        raise EasrecError(f"{path}: no interactions")
+    three = frame[2].notna().to_numpy()
+    one = frame[1].isna().to_numpy()
+    bad = three | one
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise EasrecError(f"{_where(path, row, False, False)}: expected 2 fields (user item), found {3 if three[row] else 1}")
+    for col, what in ((0, "user"), (1, "item")):
+        ok = frame[col].str.fullmatch(r"[+-]?\d+").to_numpy(dtype=bool)
+        if not ok.all():
+            row = int(np.flatnonzero(~ok)[0])
+            raise EasrecError(f"{_where(path, row, False, False)}: {what} id '{frame[col].iloc[row]}' is not an integer")
+    return pd.DataFrame({"user": frame[0].to_numpy(dtype=str), "item": frame[1].to_numpy(dtype=str),
+                         "time": np.arange(len(frame), dtype=np.int64)})
 
 
 def _mapping(columns: list[str], names: dict[str, str | None], path: Path) -> dict[str, str]:

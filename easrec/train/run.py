@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import platform
 import resource
@@ -9,15 +10,17 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 
 from easrec import __version__
 from easrec.data import Dataset
-from easrec.errors import EasrecError
+from easrec.errors import EasrecError, atomic_write_text
 from easrec.model import SASRec
 from easrec.space import Arch, LayerArch
-from easrec.train.checkpoint import MODEL_FILE, save_model, write_json
-from easrec.train.evaluate import evaluate_model
+from easrec.train.checkpoint import MODEL_FILE, read_json, save_model, write_json
+from easrec.train.evaluate import evaluate_model, model_ranks
+from easrec.train.metrics import KS, per_user_metrics
 from easrec.train.trainer import TrainConfig, train_model
 
 log = logging.getLogger(__name__)
@@ -44,7 +47,7 @@ def test_metrics(model: SASRec, dataset: Dataset, keep_seen: bool, active: Arch 
 
 def write_run(out: Path, model: SASRec, dataset: Dataset, data_cfg: dict, train_cfg: TrainConfig, metrics: dict,
               extra_config: dict | None = None) -> None:
-    """Write the run directory: config, arch, mapping, model weights, metrics."""
+    """Write the run directory: config, arch, mapping, model weights, metrics, per-user test metrics."""
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", {"data": data_cfg, "train": asdict(train_cfg), **(extra_config or {}),
                                       "versions": versions()})
@@ -52,6 +55,64 @@ def write_run(out: Path, model: SASRec, dataset: Dataset, data_cfg: dict, train_
     write_json(out / "mapping.json", dataset.mapping())
     save_model(model, out / MODEL_FILE)
     write_json(out / "metrics.json", metrics)
+    write_per_user(out / PER_USER_FILE, per_user_record(model, dataset, data_cfg, train_cfg.keep_seen))
+
+
+PER_USER_FILE = "per_user.json"
+PER_USER_FORMAT = "easrec-per-user"
+
+
+def data_fingerprint(dataset: Dataset, data_cfg: dict | None = None) -> dict:
+    """What identifies a data set and its split, so two runs can be checked to be on the same users and targets."""
+    lengths = dataset.lengths()
+    return {
+        "name": dataset.name,
+        "spec": (data_cfg or {}).get("spec", dataset.source),
+        "options": (data_cfg or {}).get("options", {}),
+        "users": int(dataset.n_users),
+        "items": int(dataset.n_items),
+        "interactions": int(lengths.sum()),
+        **dataset.split().fingerprint(),
+    }
+
+
+def per_user_record(model: SASRec, dataset: Dataset, data_cfg: dict | None, keep_seen: bool,
+                    active: Arch | None = None) -> dict:
+    """Per-user full-ranking test metrics (HR/NDCG/MRR @ 5, 10, 20 and the rank) with the data fingerprint."""
+    split = dataset.split()
+    ranks = model_ranks(model, split, "test", active=active, keep_seen=keep_seen)
+    per_user = per_user_metrics(ranks, KS)
+    return {
+        "format": PER_USER_FORMAT,
+        "version": 1,
+        "split": "test",
+        "protocol": "full",
+        "keep_seen": bool(keep_seen),
+        "data": data_fingerprint(dataset, data_cfg),
+        "users": split.valid_users.tolist(),
+        "ranks": ranks.tolist(),
+        # Six decimals: the file stays small and per-user values keep far more precision than any mean needs.
+        "metrics": {name: np.round(values, 6).tolist() for name, values in per_user.items()},
+    }
+
+
+def write_per_user(path: Path, record: dict) -> None:
+    """Write per_user.json compactly (one line: large catalogues have many users)."""
+    atomic_write_text(path, json.dumps(record, separators=(",", ":")) + "\n")
+
+
+def read_per_user(run: Path) -> dict:
+    """Read RUN/per_user.json, checking its format."""
+    path = Path(run) / PER_USER_FILE if Path(run).is_dir() else Path(run)
+    if not path.is_file():
+        raise EasrecError(f"{path}: per-user metrics not found (runs trained before easrec wrote them must be re-trained)")
+    record = read_json(path, "per-user metrics")
+    if not isinstance(record, dict) or record.get("format") != PER_USER_FORMAT:
+        raise EasrecError(f"{path}: not an easrec per-user metrics file (field 'format' missing or wrong)")
+    for key in ("data", "users", "metrics", "keep_seen"):
+        if key not in record:
+            raise EasrecError(f"{path}: missing field '{key}'")
+    return record
 
 
 def versions() -> dict:
