@@ -34,10 +34,11 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
 
 def assert_one_line_error(rc: int, out: str, err: str, *needles: str) -> str:
     assert rc == 2, err
-    assert out == ""
     assert "Traceback" not in err
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
+    if out:  # with --json the same error also comes as one JSON object on stdout
+        assert json.loads(out)["error"] == lines[0].removeprefix("easrec: error: ")
     assert lines[0].startswith("easrec: error: ")
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from rich.console import Console
 from rich.table import Table
+
+from easrec.cli.types import finite_float, nonneg_int
 
 console = Console(stderr=False)
 # Progress bars and status lines go to stderr so stdout carries only the result (one JSON object with --json).
@@ -24,7 +28,8 @@ def add_json_flag(parser: argparse.ArgumentParser) -> None:
 def emit(args: argparse.Namespace, result: dict[str, Any], title: str | None = None, rows: list[tuple] | None = None) -> dict:
     """Print `result` as JSON (with --json) or as a short table of `rows` for a person."""
     if getattr(args, "json", False):
-        sys.stdout.write(json.dumps(result, default=str) + "\n")
+        # Strict JSON: a non-finite number (no measurement, a 0/0) is null, never `NaN`/`Infinity`.
+        sys.stdout.write(json.dumps(json_safe(result), default=str, allow_nan=False) + "\n")
         return result
     if rows:
         table = Table(title=title, show_header=False)
@@ -36,6 +41,19 @@ def emit(args: argparse.Namespace, result: dict[str, Any], title: str | None = N
     elif title:
         console.print(title)
     return result
+
+
+def json_safe(value: Any) -> Any:
+    """`value` with every non-finite float (NaN, ±inf, numpy's too) replaced by None, for strict JSON."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "dtype") and getattr(value, "ndim", None) == 0:  # a numpy scalar
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _fmt(value: Any) -> str:
@@ -64,8 +82,8 @@ def add_data_args(parser: argparse.ArgumentParser, required: bool = True) -> Non
     g.add_argument("--time-col", help="timestamp column name")
     g.add_argument("--rating-col", help="rating column name")
     g.add_argument("--sep", help="field separator for CSV/TSV")
-    g.add_argument("--min-rating", type=float, help="keep interactions with rating >= this")
-    g.add_argument("--k-core", type=int, default=0, help="keep users and items with at least k interactions")
+    g.add_argument("--min-rating", type=finite_float, help="keep interactions with rating >= this")
+    g.add_argument("--k-core", type=nonneg_int, default=0, help="keep users and items with at least k interactions")
 
 
 def load_data_from_args(args: argparse.Namespace):
@@ -85,5 +103,32 @@ def load_space(path: str | Path | None):
         return SearchSpace()
     try:
         return SearchSpace.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+    except EasrecError as exc:  # a field out of range: name the file it came from
+        raise EasrecError(f"{path}: {exc}", field=exc.field) from None
     except (OSError, ValueError, TypeError, AttributeError) as exc:
         raise EasrecError(f"{path}: not a search space JSON ({exc})") from exc
+
+
+def writes_run(command: str) -> Callable:
+    """Decorator of a command that writes the run directory `args.out`.
+
+    Before the command's work: the directory must be writable, no other easrec may be writing it
+    (RUN/.easrec.lock, held until the command ends) and a finished run there is replaced only with
+    `--force` or continued with `--resume`.
+    """
+    def wrap(func: Callable[[argparse.Namespace], dict]) -> Callable[[argparse.Namespace], dict]:
+        @functools.wraps(func)
+        def locked(args: argparse.Namespace) -> dict:
+            from easrec.errors import EasrecError
+            from easrec.io import ensure_writable
+            from easrec.runlock import RunLock, check_overwrite
+
+            force, resume = bool(getattr(args, "force", False)), bool(getattr(args, "resume", False))
+            if force and resume:
+                raise EasrecError("--force: contradicts --resume (--force starts the run over, --resume continues it)")
+            out = ensure_writable(args.out)
+            with RunLock(out, f"easrec {command}"):
+                check_overwrite(out, force=force, resume=resume)
+                return func(args)
+        return locked
+    return wrap

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from easrec.cli.common import add_json_flag, emit
+from easrec.cli.types import finite_float, nonneg_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,9 +33,9 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--time-col", default=None, help="timestamp column")
     parser.add_argument("--rating-col", default=None, help="rating column")
     parser.add_argument("--sep", default=None, help="field separator of a CSV/TSV file")
-    parser.add_argument("--min-rating", type=float, default=None, help="keep interactions with rating >= this")
-    parser.add_argument("--k-core", type=int, default=0, help="keep users and items with >= K interactions")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic generator")
+    parser.add_argument("--min-rating", type=finite_float, default=None, help="keep interactions with rating >= this")
+    parser.add_argument("--k-core", type=nonneg_int, default=0, help="keep users and items with >= K interactions")
+    parser.add_argument("--seed", type=nonneg_int, default=0, help="seed of the synthetic generator")
 
 
 def data_kwargs(args: argparse.Namespace) -> dict:
@@ -68,8 +69,11 @@ def stats_command(args: argparse.Namespace) -> dict:
 
 def fetch_command(args: argparse.Namespace) -> dict:
     """Download the archive (or find it in the cache) and report the ratings file."""
-    from easrec.data.fetch import fetch
+    from easrec.data.fetch import cache_dir, cached_ratings_path, fetch
+    from easrec.io import ensure_writable
 
+    if not cached_ratings_path(args.name, args.cache).is_file():  # a cached copy is read, not written
+        ensure_writable(cache_dir(args.cache), field="--cache")
     path = fetch(args.name, args.cache)
     result = {"name": args.name, "path": str(path)}
     return emit(args, result, title=f"{args.name}: {path}", rows=[("name", args.name), ("ratings file", str(path))])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from easrec.cli.common import add_json_flag, emit
+from easrec.cli.types import positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -63,7 +64,7 @@ def add_device_args(parser: argparse.ArgumentParser, *, default: str | None = "c
     g = parser.add_argument_group("device options")
     g.add_argument("--device", default=default, metavar="SPEC",
                    help=device_help or f"cpu, cpu:N, cuda[:N], android:SERIAL, ssh:USER@HOST[:PORT] (default {default})")
-    g.add_argument("--threads", type=int, default=None, metavar="N",
+    g.add_argument("--threads", type=positive_int, default=None, metavar="N",
                    help=threads_help or "runtime threads on the device, fixed for every measurement (default: N of cpu:N, else 1)")
     g.add_argument("--cores", type=_cores, default=None, metavar="LIST", help="cpu: pin measurements to these cores (e.g. 0,1 or 2-3)")
     g.add_argument("--runner", default=None, metavar="PATH", help="android: executor_runner built for the phone (arm64-v8a, XNNPACK)")

@@ -6,6 +6,7 @@ import argparse
 
 from easrec.cli.common import add_json_flag, emit
 from easrec.cli.devices import add_device_args, device_from_args, device_threads
+from easrec.cli.types import nonneg_float, positive_int
 from easrec.errors import EasrecError
 
 
@@ -17,10 +18,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "length. cpu/cuda: codecarbon's offline tracker (RAPL/NVML when present: 'measured'; otherwise "
                     "its TDP model: 'estimated'). android:SERIAL: battery current x voltage sampled through adb.")
     p.add_argument("artifact", metavar="FILE", help="exported artifact (inputs come from FILE.json when present)")
-    p.add_argument("--runs", type=int, default=200, help="inferences in the measured window (extended to at least "
+    p.add_argument("--runs", type=positive_int, default=200, help="inferences in the measured window (extended to at least "
                                                          "--min-seconds; default 200)")
     p.add_argument("--country", default="USA", help="ISO 3166 alpha-3 code for codecarbon's carbon intensity (default USA)")
-    p.add_argument("--min-seconds", type=float, default=2.0, help="shortest measured window in seconds (default 2)")
+    p.add_argument("--min-seconds", type=nonneg_float, default=2.0, help="shortest measured window in seconds (default 2)")
     p.add_argument("--out", help="also write the result as JSON here (e.g. RUN/energy.json for `easrec report`)")
     add_device_args(p, device_help="cpu, cpu:N, cuda[:N], android:SERIAL (default cpu; ssh boards have no energy reading)")
     add_json_flag(p)
@@ -29,8 +30,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> dict:
     """Measure; JSON: `EnergyResult.to_dict()` (parts cpu/gpu/ram or battery, each with source and explanation)."""
+    from easrec.io import ensure_writable
     from easrec.profiling.energy import artifact_inputs, measure_energy, save_energy
 
+    if args.out:
+        ensure_writable(args.out, directory=False)
     if args.runs < 1:
         raise EasrecError(f"--runs must be >= 1, got {args.runs}")
     device = device_from_args(args, kinds=("cpu", "cuda", "android"), what="energy")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from easrec.cli.common import add_json_flag, emit
 from easrec.cli.devices import add_device_args, device_from_args, device_threads
+from easrec.cli.types import nonneg_int, positive_int
 from easrec.errors import EasrecError
 
 
@@ -16,8 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     exp.add_argument("--format", dest="fmt", choices=["executorch", "onnx"], required=True)
     exp.add_argument("--quantize", choices=["none", "int8", "int8-static"], default="none")
     exp.add_argument("--out", required=True, metavar="FILE", help="artifact path (.pte or .onnx); FILE.json is written beside it")
-    exp.add_argument("--k", type=int, default=10, help="top-k computed in the graph (default 10)")
-    exp.add_argument("--batch", type=int, default=1, help="fixed batch size of the graph (default 1)")
+    exp.add_argument("--k", type=positive_int, default=10, help="top-k computed in the graph (default 10)")
+    exp.add_argument("--batch", type=positive_int, default=1, help="fixed batch size of the graph (default 1)")
     exp.add_argument("--allow-drop", action="store_true", help="exit 0 even when int8 NDCG@10 drops more than 2%% below fp32")
     exp.add_argument("--no-parity", action="store_true", help="skip the parity check on the test split")
     add_json_flag(exp)
@@ -26,21 +28,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pred = subparsers.add_parser("predict", help="top-k next items for a history of raw item ids")
     pred.add_argument("artifact", metavar="FILE", help="exported .pte or .onnx (with FILE.json)")
     pred.add_argument("--history", default="", help="comma-separated raw item ids, oldest first (empty: most popular)")
-    pred.add_argument("--k", type=int, default=None, help="how many items (at most the exported k)")
+    pred.add_argument("--k", type=positive_int, default=None, help="how many items (at most the exported k)")
+    pred.add_argument("--skip-unknown", action="store_true",
+                      help="drop history ids the artifact does not know (reported once) instead of failing")
     add_json_flag(pred)
     pred.set_defaults(func=predict_command)
 
     bench = subparsers.add_parser("bench", help="latency of an exported artifact on a device")
     bench.add_argument("artifact", metavar="FILE")
-    bench.add_argument("--runs", type=int, default=100, help="timed runs (default 100)")
-    bench.add_argument("--warmup", type=int, default=10)
+    bench.add_argument("--runs", type=positive_int, default=100, help="timed runs (default 100)")
+    bench.add_argument("--warmup", type=nonneg_int, default=10)
     add_device_args(bench)
     add_json_flag(bench)
     bench.set_defaults(func=bench_command)
 
 
 def export_command(args: argparse.Namespace) -> dict:
+    """Export RUN to --out (and --out.json), check parity, and print what was written."""
     from easrec.export import export_run
+    from easrec.io import ensure_writable
+
+    ensure_writable(args.out, directory=False)
 
     report = export_run(args.run, fmt=args.fmt, out=args.out, quantize=args.quantize, k=args.k, batch=args.batch,
                         parity=not args.no_parity)
@@ -64,18 +72,32 @@ def export_command(args: argparse.Namespace) -> dict:
 
 
 def predict_command(args: argparse.Namespace) -> dict:
+    """Top-k next items for --history; an id the artifact does not know is an error unless --skip-unknown."""
     from easrec.export import load
 
     history = [h.strip() for h in args.history.split(",") if h.strip()]
     pred = load(args.artifact)
-    top = pred.predict(history, k=args.k)
+    if args.k is not None and args.k > pred.k:
+        raise EasrecError(f"--k {args.k}: {args.artifact} computes the top {pred.k} items (export it with --k {args.k})",
+                          field="--k")
+    unknown = [h for h in history if h not in pred.index]
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (" …" if len(unknown) > 5 else "")
+        if not args.skip_unknown:
+            raise EasrecError(f"--history: {len(unknown)} item id(s) not in the catalogue of {args.artifact}: {shown} "
+                              "(--skip-unknown drops them)", field="--history")
+        # Said here, once; the predictor then sees only known ids and has nothing to warn about.
+        print(f"easrec: note: skipped {len(unknown)} unknown item id(s): {shown}", file=sys.stderr)
+    known = [h for h in history if h in pred.index]
+    top = pred.predict(known, k=args.k)
     result = {"artifact": str(args.artifact), "history": history, "items": [r for r, _ in top], "scores": [s for _, s in top],
-              "empty_history": not pred.encode_history(history).any()}
+              "skipped": unknown, "empty_history": not known}
     rows = [(f"{i + 1}", f"{r}  ({s:.4f})") for i, (r, s) in enumerate(top)]
     return emit(args, result, title=f"top-{len(top)} after {len(history)} item(s)", rows=rows)
 
 
 def bench_command(args: argparse.Namespace) -> dict:
+    """Time an artifact on a device (writes nothing)."""
     from easrec.export.bench import bench_artifact
 
     device = device_from_args(args)

@@ -7,6 +7,7 @@ import time
 
 from easrec.cli.common import add_json_flag, emit, load_space, progress_enabled
 from easrec.cli.devices import add_device_args, check_runtime, device_from_args, device_threads
+from easrec.cli.types import nonneg_int, positive_float, positive_int
 from easrec.errors import EasrecError
 
 
@@ -28,13 +29,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     threads_help="runtime threads, fixed for every measurement (default: N of cpu:N, else 1; validate: the LUT's)")
     p.add_argument("--runtime", default="executorch", choices=["executorch", "onnxruntime", "torch"])
     p.add_argument("--dtype", default="fp32", choices=["fp32", "int8"])
-    p.add_argument("--items", type=int, default=10000, help="catalogue size scored by the model (default 10000)")
+    p.add_argument("--items", type=positive_int, default=10000, help="catalogue size scored by the model (default 10000)")
     p.add_argument("--out", help="LUT file to write (resumed when it exists)")
     p.add_argument("--space", help="search space JSON (SearchSpace.to_dict); default: the default space")
-    p.add_argument("--workers", type=int, default=None, help="processes lowering graphs (default: cores, 0 for torch)")
-    p.add_argument("--max-seconds", type=float, default=None, help="cap on timed seconds per graph")
-    p.add_argument("--subnets", type=int, default=50, help="validate: number of random subnets (default 50)")
-    p.add_argument("--seed", type=int, default=0, help="validate: seed of the subnet sample")
+    p.add_argument("--workers", type=nonneg_int, default=None, help="processes lowering graphs (default: cores, 0 for torch)")
+    p.add_argument("--max-seconds", type=positive_float, default=None, help="cap on timed seconds per graph")
+    p.add_argument("--subnets", type=positive_int, default=50, help="validate: number of random subnets (default 50)")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="validate: seed of the subnet sample")
     add_json_flag(p)
     p.set_defaults(func=run)
 
@@ -108,10 +109,12 @@ def _settings(args):
 
 def run_build(args: argparse.Namespace) -> dict:
     """`easrec profile ... --out LUT.json`."""
+    from easrec.io import ensure_writable
     from easrec.profiling.lut import build_lut
 
     if not args.out:
         raise EasrecError("profile: --out LUT.json is required (or `easrec profile validate LUT.json`)")
+    ensure_writable(args.out, directory=False)
     if args.items < 10:
         raise EasrecError(f"--items must be >= 10, got {args.items}")
     space = load_space(args.space)
@@ -139,11 +142,13 @@ def run_build(args: argparse.Namespace) -> dict:
 def run_validate(args: argparse.Namespace) -> dict:
     """`easrec profile validate LUT.json [--subnets N]`."""
     from easrec.devices import parse_spec
+    from easrec.io import ensure_writable
     from easrec.profiling.lut import LatencyTable
     from easrec.profiling.validate import validate_lut
 
     if not args.lut:
         raise EasrecError("profile validate: give the LUT file, e.g. `easrec profile validate lut.json`")
+    ensure_writable(args.lut, directory=False, field="LUT")  # the validation is written into the LUT
     stored = LatencyTable.load(args.lut).device
     threads = int(stored.get("threads") or 1)
     spec = args.device or stored.get("spec") or "cpu"

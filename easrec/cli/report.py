@@ -26,8 +26,10 @@ def run(args: argparse.Namespace) -> dict:
     """JSON: {"html": path, "md": path, "inputs": {role: file or null}}."""
     from pathlib import Path
 
+    from easrec.io import ensure_writable
     from easrec.profiling.report import RUN_FILES, write_report
 
+    ensure_writable(args.out or args.run, field="--out" if args.out else "RUN")
     if args.baseline is None and (Path(args.run) / "baseline" / "metrics.json").exists():
         args.baseline = str(Path(args.run) / "baseline")
     html_path, md_path = write_report(args.run, baseline_run=args.baseline, lut=args.lut, out_dir=args.out)

@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from easrec.cli.common import (add_data_args, add_json_flag, emit, load_data_from_args, load_space, progress_console,
-                               progress_enabled)
+                               progress_enabled, writes_run)
+from easrec.cli.types import nonneg_int, positive_float, positive_int, probability
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,11 +16,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="EASRec search over the elastic SASRec supernet, then fine-tune the chosen subnet.")
     add_data_args(p)
     b = p.add_mutually_exclusive_group(required=True)
-    b.add_argument("--budget-ratio", type=float, help="budget = R × the predicted cost of the reference (default the SASRec "
+    b.add_argument("--budget-ratio", type=positive_float, help="budget = R × the predicted cost of the reference (default the SASRec "
                                                        "L200 d64 2×2 heads FFN 256; see --reference), by the same cost model")
-    b.add_argument("--budget-ms", type=float, help="latency budget in ms (needs --lut)")
-    b.add_argument("--budget-mflops", type=float, help="FLOPs budget in MFLOPs (analytic cost model)")
-    b.add_argument("--budget-mj", type=float, help="energy budget in mJ (needs an energy --lut)")
+    b.add_argument("--budget-ms", type=positive_float, help="latency budget in ms (needs --lut)")
+    b.add_argument("--budget-mflops", type=positive_float, help="FLOPs budget in MFLOPs (analytic cost model)")
+    b.add_argument("--budget-mj", type=positive_float, help="energy budget in mJ (needs an energy --lut)")
     p.add_argument("--lut", type=Path, help="latency/energy table from `easrec profile` (default: analytic FLOPs); "
                                              "the search runs over the LUT's own space")
     p.add_argument("--space", type=Path, metavar="FILE", help="search space JSON (SearchSpace.to_dict); with --lut it must be "
@@ -34,21 +35,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--constraint", choices=["dynamic", "paper"], default="dynamic")
     p.add_argument("--no-gates", action="store_true", help="ablation: supernet without the data-aware gates")
     p.add_argument("--retrain", choices=["inherit", "scratch"], default="inherit", help="fine-tune inherited weights or retrain from scratch")
-    p.add_argument("--search-epochs", type=int, default=20)
-    p.add_argument("--epochs", type=int, default=200, help="maximum fine-tuning epochs (early stopping)")
-    p.add_argument("--patience", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--dropout", type=float, default=0.2)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, help="torch threads for search and fine-tuning (not the device's)")
+    p.add_argument("--search-epochs", type=positive_int, default=20)
+    p.add_argument("--epochs", type=positive_int, default=200, help="maximum fine-tuning epochs (early stopping)")
+    p.add_argument("--patience", type=positive_int, default=10)
+    p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument("--lr", type=positive_float, default=1e-3)
+    p.add_argument("--dropout", type=probability, default=0.2)
+    p.add_argument("--seed", type=nonneg_int, default=0)
+    p.add_argument("--threads", type=positive_int, help="torch threads for search and fine-tuning (not the device's)")
     p.add_argument("--keep-seen", action="store_true")
     p.add_argument("--resume", action="store_true", help="continue an interrupted search in OUT")
+    p.add_argument("--force", action="store_true", help="replace a finished run in OUT (without it, OUT/metrics.json is never overwritten)")
     p.add_argument("--out", type=Path, default=Path("runs/search"))
     add_json_flag(p)
     p.set_defaults(func=cmd_search)
 
 
+@writes_run("search")
 def cmd_search(args: argparse.Namespace) -> dict:
     """Run the search and print the chosen architecture, its cost and test metrics."""
 
