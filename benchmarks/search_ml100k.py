@@ -1,34 +1,76 @@
-"""Searched subnets vs SASRec on ml-100k: accuracy kept, cost against budget, wall time.
+"""Searched subnets against SASRecs scaled by hand to the same budget, on ml-100k, over several seeds.
 
-    python benchmarks/search_ml100k.py [--lut lut.json] [--ratios 0.5,0.25] [--quick]
+    OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/search_ml100k.py [--ratios 0.5,0.25] [--seeds 0,1,2] \
+        [--lut lut.json] [--grid-lens 50,100,200] [--grid-ds 16,32,48,64] [--grid-layers 1,2]
 
-For each budget ratio R (× the cost of the reference SASRec, L200 d64 2×2 heads FFN 256), runs the
-EASRec search with the dynamic constraint and gates, then the ablations (gates off; the paper's
-constraint) at the same budget, and compares each fine-tuned subnet's test NDCG@10 (full ranking,
-seen items excluded) with the reference SASRec trained in the same run. Prints a table and writes
-benchmarks/results/search_ml100k.json.
+For each budget ratio R (× the predicted cost of the reference SASRec, L200 d64 2×2 heads FFN 256):
+  1. the reference SASRec, one run per seed;
+  2. hand-scaled SASRecs: every (L, d, layers) of the grid whose cost fits the budget (2 heads, FFN 4d),
+     trained once (first seed); the best on *validation* NDCG@10 is then trained with every seed;
+  3. the EASRec search (gates, dynamic constraint) per seed; its subnet fine-tuned from the inherited
+     weights (`inherit`) and the same architecture retrained from scratch (`scratch`);
+  4. the gates ablation: the searched architecture with the gates off, from scratch.
+Every model uses the same trainer and defaults (`easrec.train.trainer.TrainConfig`). Test NDCG@10 is
+full ranking with the user's whole history excluded. Each row gives the mean over seeds with a Student-t
+95 % CI; each comparison a paired bootstrap 95 % CI over users of the seed-averaged per-user NDCG@10.
+Runs are kept under `--work` and reused, so the benchmark can be interrupted and continued.
+Prints a table and writes benchmarks/results/search_ml100k.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 import time
 from pathlib import Path
 
-import torch
+import numpy as np
 
 from easrec.data import data_config, load_dataset
 from easrec.errors import atomic_write_json
 from easrec.search.gates import GatesConfig
 from easrec.search.run import load_cost_model, resolve_budget, search_run
-from easrec.space import SearchSpace, reference_arch
-from easrec.train.run import train_run
+from easrec.space import Arch, SearchSpace, reference_arch
+from easrec.train.run import read_per_user, sasrec_arch, train_run
+from easrec.train.stats import mean_ci_over_seeds, paired_bootstrap
 from easrec.train.trainer import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
+METRIC = "ndcg@10"
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg} (load {os.getloadavg()[0]:.1f})", file=sys.stderr, flush=True)
+
+
+def per_user(run: Path) -> np.ndarray:
+    return np.asarray(read_per_user(run)["metrics"][METRIC], dtype=np.float64)
+
+
+def trained(ds, data_cfg, arch: Arch, cfg: TrainConfig, out: Path, dropout: float) -> dict:
+    """Train (or reuse) one run; returns its metrics.json."""
+    if (out / "metrics.json").is_file():
+        return json.loads((out / "metrics.json").read_text())
+    log(f"train {arch.describe()} seed {cfg.seed} -> {out}")
+    return train_run(ds, data_cfg, arch, cfg, out, dropout=dropout)
+
+
+def summary(name: str, ratio: float, runs: list[Path], cost: float | None, budget: float | None, arch: str) -> dict:
+    metrics = [json.loads((r / "metrics.json").read_text()) for r in runs]
+    return {"variant": name, "ratio": ratio, "arch": arch, "cost": cost, "budget": budget,
+            "test": mean_ci_over_seeds([m["test"][METRIC] for m in metrics]),
+            "valid": mean_ci_over_seeds([m["valid"][METRIC] for m in metrics]),
+            "seconds": float(np.mean([m.get("train_seconds") or m.get("total_seconds") or 0 for m in metrics])),
+            "runs": [str(r) for r in runs]}
+
+
+def compare(a_runs: list[Path], b_runs: list[Path]) -> dict:
+    a = np.mean([per_user(r) for r in a_runs], axis=0)
+    b = np.mean([per_user(r) for r in b_runs], axis=0)
+    return paired_bootstrap(a, b)
 
 
 def main() -> int:
@@ -36,60 +78,92 @@ def main() -> int:
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "datasets" / "ml-100k"))
     ap.add_argument("--lut", type=Path, help="latency LUT (default: analytic FLOPs)")
     ap.add_argument("--ratios", default="0.5,0.25")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--grid-lens", default="50,100,200")
+    ap.add_argument("--grid-ds", default="16,32,48,64")
+    ap.add_argument("--grid-layers", default="1,2")
     ap.add_argument("--search-epochs", type=int, default=20)
-    ap.add_argument("--epochs", type=int, default=200)
-    ap.add_argument("--patience", type=int, default=10)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--ablations", default="no-gates,paper", help="comma list of no-gates, paper (empty for none); run at the first ratio")
+    ap.add_argument("--dropout", type=float, default=TrainConfig.dropout if hasattr(TrainConfig, "dropout") else 0.5)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--work", type=Path, default=Path("runs/bench_search"))
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "search_ml100k.json")
-    ap.add_argument("--quick", action="store_true", help="a few epochs only (smoke test)")
     args = ap.parse_args()
-    if args.quick:
-        args.search_epochs, args.epochs, args.patience = 2, 3, 2
-    torch.set_num_threads(args.threads)
+    seeds = [int(s) for s in args.seeds.split(",")]
     ds = load_dataset(args.data)
     data_cfg = data_config(args.data)
-    ft = TrainConfig(epochs=args.epochs, patience=args.patience, lr=args.lr, threads=args.threads)
+    base_cfg = TrainConfig(threads=args.threads)
+    cfg = lambda seed: dataclasses.replace(base_cfg, seed=seed)  # noqa: E731
+    rows, comparisons = [], []
 
-    t0 = time.perf_counter()
-    base = train_run(ds, data_cfg, reference_arch(), ft, args.work / "sasrec")
-    base_seconds = time.perf_counter() - t0
-    base_ndcg = base["test"]["ndcg@10"]
-    rows = [{"variant": "SASRec (reference)", "ratio": 1.0, "arch": "L200 d64 [2h/256, 2h/256] softmax",
-             "ndcg@10": base_ndcg, "hr@10": base["test"]["hr@10"], "kept": 1.0, "cost": None, "budget": None,
-             "seconds": base_seconds}]
-    print(f"SASRec: NDCG@10 {base_ndcg:.4f} in {base_seconds:.0f} s", file=sys.stderr)
-    variants = [("EASRec (gates, dynamic)", {})]
-    for ab in filter(None, args.ablations.split(",")):
-        variants.append({"no-gates": ("ablation: gates off", {"gates": False}),
-                         "paper": ("ablation: paper constraint", {"constraint": "paper"})}[ab])
-    for n, ratio in enumerate(float(r) for r in args.ratios.split(",")):
-        for name, opt in variants if n == 0 else variants[:1]:
-            space = SearchSpace(gates=opt.get("gates", True))
-            cm = load_cost_model(space, ds.n_items, args.lut)
-            budget = resolve_budget(cm, ratio=ratio)
-            g = GatesConfig(epochs=args.search_epochs, lr=args.lr, constraint=opt.get("constraint", "dynamic"), threads=args.threads)
-            tag = f"r{ratio}-{name.split(':')[-1].strip().replace(' ', '-').replace('(', '').replace(')', '').replace(',', '')}"
-            t = time.perf_counter()
-            m = search_run(ds, data_cfg, args.work / tag, cost_model=cm, budget=budget, gates_cfg=g, finetune=ft)
-            seconds = time.perf_counter() - t
-            rows.append({"variant": name, "ratio": ratio, "arch": m["arch_description"], "ndcg@10": m["test"]["ndcg@10"],
-                         "hr@10": m["test"]["hr@10"], "kept": m["test"]["ndcg@10"] / base_ndcg, "cost": m["predicted_cost"],
-                         "budget": budget, "unit": m["unit"], "within_budget": m["predicted_cost"] <= budget,
-                         "seconds": seconds, "time_vs_sasrec": seconds / base_seconds,
-                         "search_seconds": m["search_seconds"], "finetune_seconds": m["finetune_seconds"]})
-            print(json.dumps(rows[-1]), file=sys.stderr)
-    header = f"| variant | R | architecture | NDCG@10 | kept | cost / budget ({rows[-1].get('unit', '')}) | time × SASRec |"
-    print(header)
-    print("|" + "---|" * 7)
+    ref = reference_arch()
+    ref_runs = [args.work / f"reference/seed-{s}" for s in seeds]
+    for s, run in zip(seeds, ref_runs):
+        trained(ds, data_cfg, ref, cfg(s), run, args.dropout)
+    rows.append(summary("SASRec reference", 1.0, ref_runs, None, None, ref.describe()))
+
+    for ratio in (float(r) for r in args.ratios.split(",")):
+        space = SearchSpace()
+        cm = load_cost_model(space, ds.n_items, args.lut)
+        budget = resolve_budget(cm, ratio=ratio)
+        # Hand-scaled SASRecs that fit: 2 heads splitting d, FFN 4d, as users scale SASRec by hand.
+        grid = [sasrec_arch(L, d, n, 2, 4 * d) for L in map(int, args.grid_lens.split(",")) for d in map(int, args.grid_ds.split(","))
+                for n in map(int, args.grid_layers.split(","))]
+        fits = [a for a in grid if cm.cost(a) <= budget]
+        log(f"R {ratio}: budget {budget:.4g} {cm.unit}; {len(fits)} of {len(grid)} hand-scaled SASRecs fit")
+        scan = []
+        for a in fits:
+            run = args.work / f"r{ratio}/hand/{a.hash()}/seed-{seeds[0]}"
+            m = trained(ds, data_cfg, a, cfg(seeds[0]), run, args.dropout)
+            scan.append({"arch": a.describe(), "cost": cm.cost(a), "valid": m["valid"][METRIC], "test": m["test"][METRIC]})
+        best = max(fits, key=lambda a: json.loads((args.work / f"r{ratio}/hand/{a.hash()}/seed-{seeds[0]}/metrics.json").read_text())["valid"][METRIC])
+        hand_runs = [args.work / f"r{ratio}/hand/{best.hash()}/seed-{s}" for s in seeds]
+        for s, run in zip(seeds, hand_runs):
+            trained(ds, data_cfg, best, cfg(s), run, args.dropout)
+        rows.append(summary("best hand-scaled SASRec (on valid)", ratio, hand_runs, cm.cost(best), budget, best.describe()))
+
+        inherit_runs, scratch_runs, nogate_runs, archs = [], [], [], []
+        for s in seeds:
+            out = args.work / f"r{ratio}/search/seed-{s}"
+            if not (out / "metrics.json").is_file():
+                log(f"search R {ratio} seed {s}")
+                search_run(ds, data_cfg, out, cost_model=cm, budget=budget,
+                           gates_cfg=GatesConfig(epochs=args.search_epochs, seed=s, threads=args.threads),
+                           finetune=cfg(s), dropout=args.dropout)
+            arch = Arch.from_dict(json.loads((out / "arch.json").read_text()))
+            archs.append(arch)
+            inherit_runs.append(out)
+            scratch_runs.append(args.work / f"r{ratio}/search-scratch/seed-{s}")
+            trained(ds, data_cfg, arch, cfg(s), scratch_runs[-1], args.dropout)
+            off = dataclasses.replace(arch, gates=False)
+            nogate_runs.append(args.work / f"r{ratio}/search-nogates/seed-{s}")
+            trained(ds, data_cfg, off, cfg(s), nogate_runs[-1], args.dropout)
+        desc = "; ".join(sorted({a.describe() for a in archs}))
+        costs = [cm.cost(a) for a in archs]
+        rows.append(summary("EASRec search, inherited weights", ratio, inherit_runs, float(np.mean(costs)), budget, desc))
+        rows.append(summary("EASRec search, retrained from scratch", ratio, scratch_runs, float(np.mean(costs)), budget, desc))
+        rows.append(summary("same architectures, gates off (scratch)", ratio, nogate_runs,
+                            float(np.mean([cm.cost(dataclasses.replace(a, gates=False)) for a in archs])), budget, desc))
+        rows[-4]["scan"] = scan
+        for name, runs in (("scratch", scratch_runs), ("inherit", inherit_runs)):
+            comparisons.append({"ratio": ratio, "a": "best hand-scaled", "b": f"search ({name})", **compare(hand_runs, runs)})
+            comparisons.append({"ratio": ratio, "a": "reference", "b": f"search ({name})", **compare(ref_runs, runs)})
+        comparisons.append({"ratio": ratio, "a": "gates off", "b": "gates on (scratch)", **compare(nogate_runs, scratch_runs)})
+
+    print(f"| variant | R | architecture | cost / budget | test {METRIC} (mean, 95 % CI over {len(seeds)} seeds) | valid | train s |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
+        t, v = r["test"], r["valid"]
+        ci = f" [{t['ci_low']:.4f}, {t['ci_high']:.4f}]" if t["ci_low"] is not None else ""
         cb = "–" if r["cost"] is None else f"{r['cost']:.3g} / {r['budget']:.3g}"
-        tx = "1.0" if r["cost"] is None else f"{r['time_vs_sasrec']:.2f}"
-        print(f"| {r['variant']} | {r['ratio']} | {r['arch']} | {r['ndcg@10']:.4f} | {r['kept']:.1%} | {cb} | {tx} |")
-    atomic_write_json(args.out, {"rows": rows, "command": " ".join(sys.argv), "threads": args.threads,
-                                 "load_average": os.getloadavg(), "cost_model": str(args.lut or "flops")})
+        print(f"| {r['variant']} | {r['ratio']} | {r['arch']} | {cb} | {t['mean']:.4f}{ci} | {v['mean']:.4f} | {r['seconds']:.0f} |")
+    print()
+    print(f"| R | A | B | mean A | mean B | B − A (95 % CI, paired bootstrap over users) |")
+    print("|---|---|---|---|---|---|")
+    for c in comparisons:
+        print(f"| {c['ratio']} | {c['a']} | {c['b']} | {c['mean_a']:.4f} | {c['mean_b']:.4f} | "
+              f"{c['diff']:+.4f} [{c['ci_low']:+.4f}, {c['ci_high']:+.4f}]{' (includes 0)' if c['includes_zero'] else ''} |")
+    atomic_write_json(args.out, {"rows": rows, "comparisons": comparisons, "command": " ".join(sys.argv), "seeds": seeds,
+                                 "threads": args.threads, "load_average": os.getloadavg(), "cost_model": str(args.lut or "flops")})
     return 0
 
 

@@ -22,7 +22,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gates", action="store_true", help="add EASRec's data-aware gates to every block")
     p.add_argument("--dropout", type=probability, default=0.2)
     p.add_argument("--epochs", type=positive_int, default=200, help="maximum epochs (early stopping usually ends sooner)")
-    p.add_argument("--patience", type=positive_int, default=10, help="epochs without validation NDCG@10 gain before stopping")
+    p.add_argument("--patience", type=positive_int, default=10, help="evaluations without validation NDCG@10 gain before stopping")
+    p.add_argument("--eval-every", type=nonneg_int, default=0,
+                   help="training targets (next-item predictions) between evaluations; 0 = once per epoch")
+    p.add_argument("--warmup-steps", type=nonneg_int, default=0, help="linear learning-rate warm-up steps")
+    p.add_argument("--gate-input", choices=["mean", "position"], default="mean",
+                   help="what the --gates read: causal running mean of the history (default) or each position's embedding (the paper's)")
     p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--lr", type=positive_float, default=1e-3)
     p.add_argument("--weight-decay", type=nonneg_float, default=0.01)
@@ -62,10 +67,15 @@ def cmd_train(args: argparse.Namespace) -> dict:
         raise EasrecError(f"--negatives must be at least 1, got {args.negatives}")
     dataset, data_cfg = load_data_from_args(args)
     arch = sasrec_arch(args.max_len, args.d, args.layers, args.heads, args.ffn, args.attention, args.gates)
+    if args.gates and args.gate_input != "mean":
+        import dataclasses
+
+        arch = dataclasses.replace(arch, gate_input=args.gate_input)
 
     def config(seed: int) -> TrainConfig:
         return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-                           patience=args.patience, loss=args.loss, negatives=args.negatives, seed=seed,
+                           patience=args.patience, eval_every=args.eval_every, warmup_steps=args.warmup_steps,
+                           loss=args.loss, negatives=args.negatives, seed=seed,
                            threads=args.threads, keep_seen=args.keep_seen).validate()
 
     if args.seeds is None:
