@@ -2,7 +2,7 @@
 
 ml-100k from ../shared/datasets/ml-100k, d 64, 2 layers × 2 heads, FFN 256, full-softmax CE, seen items
 kept in the ranking (RecBole's convention for sequential models), one seed per configuration.
-Configurations are `max_len:dropout:batch:lr:eval_every` strings; patience counts evaluations. Each
+Configurations are `max_len:dropout:batch:lr:eval_every[:stride]` strings; patience counts evaluations. Each
 configuration appends one JSON line to `--out` as soon as it finishes (so a long sweep can be split
 across processes and interrupted), with valid and test NDCG@10, steps, seconds to the best model and
 the load average.
@@ -33,13 +33,14 @@ DATA = REPO.parent / "shared" / "datasets" / "ml-100k"
 
 def run(spec: str, args: argparse.Namespace) -> dict:
     """Train one configuration and return its record."""
-    L, dropout, batch, lr, eval_every = spec.split(":")
+    L, dropout, batch, lr, eval_every, *rest = spec.split(":")
+    stride = int(rest[0]) if rest else 0
     data = load_dataset(args.data)
     torch.manual_seed(args.seed)
     model = SASRec(sasrec_arch(int(L), 64, 2, 2, 256), data.n_items, float(dropout))
     cfg = TrainConfig(epochs=args.epochs, batch_size=int(batch), lr=float(lr), patience=args.patience,
                       eval_every=int(eval_every), seed=args.seed, threads=args.threads, keep_seen=True,
-                      warmup_steps=args.warmup)
+                      warmup_steps=args.warmup, stride=stride)
     load_before = os.getloadavg()
     t0 = time.perf_counter()
     res = train_model(model, data.split(), cfg)
@@ -47,7 +48,7 @@ def run(spec: str, args: argparse.Namespace) -> dict:
     test = evaluate_model(model, data.split(), "test", keep_seen=True)
     test_ex = evaluate_model(model, data.split(), "test", keep_seen=False)
     return {"config": spec, "max_len": int(L), "dropout": float(dropout), "batch": int(batch), "lr": float(lr),
-            "eval_every": int(eval_every), "seed": args.seed, "valid_ndcg@10": res.best_valid["ndcg@10"],
+            "eval_every": int(eval_every), "stride": stride, "seed": args.seed, "valid_ndcg@10": res.best_valid["ndcg@10"],
             "test_ndcg@10": test["ndcg@10"], "test_hr@10": test["hr@10"], "test_mrr@10": test["mrr@10"],
             "test_excl_ndcg@10": test_ex["ndcg@10"], "steps": res.steps, "best_step": res.best_step,
             "epochs": len(res.epoch_seconds), "seconds_to_best": res.seconds_to_best, "wall_seconds": wall,

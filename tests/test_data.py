@@ -435,3 +435,23 @@ def test_folder_rules_and_rating_filter_needs_rating(tmp_path, capsys):
     # the human summary prints a table, not JSON
     assert cli_main(["data", "stats", str(d / "a.inter")]) == 0
     assert "interactions" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("stride", [1, 3, 5])
+def test_strided_windows_use_every_target_once_with_long_context(stride):
+    """Windows ending every `stride` items: each training interaction is a target once, each with ≥ L − stride of context."""
+    from easrec.data.dataset import Split
+
+    seqs = [np.arange(1, 24), np.arange(100, 104), np.arange(200, 202)]
+    split = Split(seqs, np.zeros(0, np.int64))
+    L = 5
+    x, y = split.train_arrays(L, stride=stride)
+    want = sorted(int(v) for s in seqs for v in s[1:])
+    assert sorted(y[y != 0].tolist()) == want
+    position = {int(v): i for s in seqs for i, v in enumerate(s)}  # items are unique: index = history before it
+    for row_x, row_y in zip(x, y):
+        for j in np.flatnonzero(row_y):
+            context = int((row_x[: j + 1] != 0).sum())
+            assert context >= min(L - stride + 1, position[int(row_y[j])])
+    with pytest.raises(EasrecError, match="stride"):
+        split.train_arrays(L, stride=L + 1)

@@ -63,24 +63,44 @@ class Split:
         inputs[:, -1] = self.valid_targets
         return inputs, self.test_targets.copy()
 
-    def train_arrays(self, max_len: int, all_windows: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    def train_arrays(self, max_len: int, all_windows: bool = True, stride: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """SASRec whole-sequence training pairs: input = window[:-1], target = window[1:] (0 = ignore).
 
-        With `all_windows`, a history longer than `max_len` + 1 is cut into consecutive windows (from
-        the newest back, each predicting the next `max_len` targets), so every training interaction is
-        a target once; otherwise only the newest window of each user is used (the SASRec paper's way).
+        With `all_windows`, a history longer than `max_len` + 1 is cut into windows ending every
+        `stride` items from the newest back (default `max_len`: consecutive windows); each window keeps
+        as targets only its newest `stride` items (the oldest window keeps all of its own), so every
+        training interaction is a target exactly once. A stride below `max_len` gives every target at
+        least `max_len − stride` items of context, like the last-item prediction the model serves,
+        at `max_len / stride` times the compute per epoch. Without `all_windows` only the newest window
+        of each user is used (the SASRec paper's way).
         """
         if not isinstance(max_len, (int, np.integer)) or max_len < 1:
             raise EasrecError(f"max_len must be a positive integer, got {max_len!r}")
+        stride = max_len if stride is None else int(stride)
+        if not 1 <= stride <= max_len:
+            raise EasrecError(f"stride must be in 1..max_len ({max_len}), got {stride}")
         keep = [s for s in self.train if len(s) >= 2]
+        n_new: list[int] = []
         if all_windows:
             # Preprocessing once per training run (not per batch): slicing views is cheap.
-            keep = [seq[max(0, end - max_len - 1): end] for seq in keep for end in range(len(seq), 1, -max_len)]
+            windows = []
+            for seq in keep:
+                for end in range(len(seq), 1, -stride):
+                    start = max(0, end - max_len - 1)
+                    windows.append(seq[start:end])
+                    n_new.append(max_len if start == 0 else stride)
+                    if start == 0:
+                        break
+            keep = windows
         both = padded_tail(keep, max_len + 1)
         inputs = both[:, :-1].copy()
         targets = both[:, 1:].copy()
         # Where the input is padding the first real item would be a target with no history: ignore it.
         targets[inputs == 0] = 0
+        if n_new and stride < max_len:
+            # Targets older than a window's newest `stride` belong to an older window.
+            old = np.arange(max_len)[None, :] < (max_len - np.asarray(n_new))[:, None]
+            targets[old] = 0
         return inputs, targets
 
     def history(self, which: Literal["valid", "test"]) -> tuple[np.ndarray, np.ndarray]:

@@ -40,6 +40,7 @@ class TrainConfig:
     patience: int = 10  # evaluations without a validation gain before stopping
     eval_every: int = 0  # training targets between evaluations; 0 = once per epoch
     warmup_steps: int = 0  # linear learning-rate warm-up
+    stride: int = 0  # training windows end every `stride` items (0 = max_len: consecutive windows)
     loss: str = "ce"
     negatives: int = 256  # uniform negatives shared by a batch with loss "sampled-ce"
     seed: int = 0
@@ -52,7 +53,7 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "patience"):
             if getattr(self, name) < 1:
                 raise EasrecError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        for name in ("eval_every", "warmup_steps"):
+        for name in ("eval_every", "warmup_steps", "stride"):
             if getattr(self, name) < 0:
                 raise EasrecError(f"--{name.replace('_', '-')} must be at least 0, got {getattr(self, name)}")
         if not 0 <= self.weight_decay < 1:
@@ -116,7 +117,7 @@ def train_model(
     cfg.validate()
     set_determinism(cfg.seed, cfg.threads)
     arch = active or model.arch
-    inputs_np, targets_np = split.train_arrays(arch.max_len)
+    inputs_np, targets_np = split.train_arrays(arch.max_len, stride=min(cfg.stride, arch.max_len) or None)
     if len(inputs_np) == 0:
         raise EasrecError("no user has two or more training interactions: nothing to train on")
     inputs = torch.from_numpy(inputs_np)
