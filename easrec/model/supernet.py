@@ -6,7 +6,7 @@ import logging
 
 import torch
 
-from easrec.model.sasrec import SASRec
+from easrec.model.sasrec import DEFAULT_DROPOUT, SASRec
 from easrec.space import Arch, SearchSpace
 
 log = logging.getLogger(__name__)
@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 class Supernet(SASRec):
     """SASRec built at `space.largest()`; every `Arch` of the space is a leading slice of its weights."""
 
-    def __init__(self, space: SearchSpace, n_items: int, dropout: float = 0.2):
+    def __init__(self, space: SearchSpace, n_items: int, dropout: float = DEFAULT_DROPOUT):
         super().__init__(space.largest(), n_items, dropout)
         self.space = space
 

@@ -15,6 +15,7 @@ from easrec.cost.flops import FlopsCostModel
 from easrec.data import Dataset
 from easrec.errors import EasrecError
 from easrec.model import SASRec, Supernet
+from easrec.model.sasrec import DEFAULT_DROPOUT
 from easrec.search.gates import GatesConfig, config_dict, gates_search, write_search_log
 from easrec.space import Arch, SearchSpace, reference_arch
 from easrec.train.run import test_metrics, write_run
@@ -93,7 +94,7 @@ def search_run(
     gates_cfg: GatesConfig,
     finetune: TrainConfig,
     retrain: str = "inherit",
-    dropout: float = 0.2,
+    dropout: float = DEFAULT_DROPOUT,
     resume: bool = False,
     on_epoch: Callable[[str, dict], None] | None = None,
     extra_config: dict | None = None,

@@ -17,6 +17,7 @@ from easrec import __version__
 from easrec.data import Dataset
 from easrec.errors import EasrecError, atomic_write_text
 from easrec.model import SASRec
+from easrec.model.sasrec import DEFAULT_DROPOUT
 from easrec.space import Arch, LayerArch
 from easrec.train.checkpoint import MODEL_FILE, read_json, save_model, write_json
 from easrec.train.evaluate import evaluate_model, model_ranks
@@ -120,7 +121,7 @@ def versions() -> dict:
     return {"easrec": __version__, "torch": torch.__version__, "python": platform.python_version()}
 
 
-def train_run(dataset: Dataset, data_cfg: dict, arch: Arch, cfg: TrainConfig, out: Path, *, dropout: float = 0.2,
+def train_run(dataset: Dataset, data_cfg: dict, arch: Arch, cfg: TrainConfig, out: Path, *, dropout: float = DEFAULT_DROPOUT,
               resume: bool = False, on_epoch: Callable[[dict], None] | None = None) -> dict:
     """Train a SASRec of `arch` on `dataset` and write the run directory; returns metrics.json's content."""
     out = Path(out)
