@@ -115,6 +115,29 @@ def lut_scatter(predicted: Sequence[float], measured: Sequence[float], title: st
     return _png(fig)
 
 
+def search_trace(entries: list[dict[str, Any]], unit: str = "") -> bytes | None:
+    """The search over its steps: expected cost against the tightening target, λ, and the entropy of α."""
+    rows = [e for e in entries if "step" in e and "expected_cost" in e]
+    if not rows:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(10.5, 3.0))
+    steps = [e["step"] for e in rows]
+    axes[0].plot(steps, [e["expected_cost"] for e in rows], lw=1, label="E[cost]")
+    axes[0].plot(steps, [e["target"] for e in rows], lw=1, ls="--", label="target")
+    axes[0].set_title(f"expected cost ({unit})", fontsize=9)
+    axes[0].legend(fontsize=7)
+    axes[1].plot(steps, [e["lambda"] for e in rows], lw=1, color="#C44E52")
+    axes[1].set_title("λ (dual ascent)", fontsize=9)
+    axes[2].plot(steps, [e.get("entropy", float("nan")) for e in rows], lw=1, color="#55A868")
+    axes[2].set_title("entropy of α (nats, all choices)", fontsize=9)
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _png(fig)
+
+
 def energy_bars(rows: list[dict[str, Any]]) -> bytes | None:
     """Stacked bars of mJ per inference: rows {"label", "parts": {part: mJ}, "sources": {part: source}}.
 

@@ -302,6 +302,7 @@ def write_report(
     models = _section_compare(doc, run, base, lut_data, artifacts_l, bench_l, energy_l, n_items)
     _section_pareto(doc, m, models, lut_data)
     _section_lut(doc, lut_data, models)
+    _section_search(doc, run_dir, m)
     _section_energy(doc, energy_l, artifacts_l)
     _section_arch(doc, run, base)
     _section_commands(doc, cmds, run)
@@ -496,6 +497,27 @@ def _section_lut(doc: _Doc, lut: Any, models: dict) -> None:
         s = fl["test"]
         score_rows.append(["FLOPs model (test)", s.get("n"), s.get("within_10pct"), s.get("mape_pct"), s.get("kendall_tau")])
     doc.table(["model", "n", "share within ±10 %", "MAPE %", "Kendall τ"], score_rows)
+
+
+def _section_search(doc: _Doc, run_dir: Path, m: dict) -> None:
+    """How the search converged (its per-step log) and which candidates the projection weighed."""
+    from easrec.profiling.plots import search_trace
+
+    trace_path = run_dir / "search_log.jsonl"
+    if not trace_path.is_file():
+        return
+    doc.h(2, "Search")
+    entries = [json.loads(line) for line in trace_path.read_text().splitlines() if line.strip()]
+    unit = m.get("unit", "")
+    doc.p(f"{m.get('search_steps', len(entries))} steps; entropy of α at the end {_fmt(m.get('alpha_entropy_at_end'))} nats; "
+          f"budget {_fmt(m.get('budget'))} {unit}, predicted cost of the result {_fmt(m.get('predicted_cost'))} {unit} "
+          f"({_fmt(m.get('budget_used'), 3)} of the budget).")
+    doc.image(search_trace(entries, unit), "search trace", "no search trace")
+    cands = m.get("candidates") or []
+    if cands:
+        doc.table(["candidate", "why", f"cost ({unit})", "log p", "valid NDCG@10 (shared weights)", "chosen"],
+                  [[c.get("arch"), c.get("why"), c.get("cost"), c.get("log_p"), c.get("valid_ndcg@10", "–"),
+                    "yes" if c.get("chosen") else ""] for c in cands])
 
 
 def _section_energy(doc: _Doc, energy: list[dict], artifacts: list[dict]) -> None:

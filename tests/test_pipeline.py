@@ -65,6 +65,9 @@ def test_pipeline_runs_every_stage_and_resumes_after_a_failure(tmp_path, tiny_pr
     assert {e["model"] for e in energy} == {"baseline", "subnet"}
     html = (out / "report.html").read_text()
     assert "data:image/png;base64" in html
+    # The search section is fed by the run's own search log and candidates.
+    md = (out / "report.md").read_text()
+    assert "## Search" in md and f"{metrics['search_steps']} steps" in md and metrics["arch_description"] in md
 
 
 def test_run_refuses_other_options_in_the_same_directory(tmp_path, tiny_preset):
