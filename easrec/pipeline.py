@@ -231,10 +231,23 @@ class Pipeline:
         atomic_write_json(self.out / "commands.json", {"commands": self.commands()})
         return {"users": stats.get("users"), "items": stats.get("items"), "interactions": stats.get("interactions")}
 
+    def keep_seen(self) -> bool:
+        """Rank already-seen items too when the data has repeat consumption (> 5 % of validation targets were seen before).
+
+        Excluding the history would make those targets unrankable (65 % of the synthetic default's), so
+        the pipeline follows the data and records the choice in every run's metrics (`keep_seen`).
+        """
+        from easrec.train.evaluate import repeat_share
+
+        split = self.data().split()
+        flat, offsets = split.history("valid")
+        return repeat_share(flat, offsets, split.valid_targets) > 0.05
+
     def train_config(self):
         from easrec.train.trainer import TrainConfig
 
-        return TrainConfig(epochs=self.preset.epochs, patience=self.preset.patience, lr=self.preset.lr, seed=self.opts.seed)
+        return TrainConfig(epochs=self.preset.epochs, patience=self.preset.patience, lr=self.preset.lr, seed=self.opts.seed,
+                           keep_seen=self.keep_seen())
 
     def stage_baseline(self) -> dict:
         from easrec.train.run import train_run

@@ -25,6 +25,32 @@ TOKEN_BUDGET = 8192  # rows x input width per evaluation batch (see evaluate_ran
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
 
 
+_warned: set[tuple[int, str]] = set()
+
+
+def repeat_share(flat: np.ndarray, offsets: np.ndarray, targets: np.ndarray) -> float:
+    """Share of evaluated users whose target item is already in their known history (repeat consumption)."""
+    if len(targets) == 0:
+        return 0.0
+    owner = np.repeat(np.arange(len(targets)), np.diff(offsets))
+    hit = np.zeros(len(targets), dtype=bool)
+    hit[owner[flat == targets[owner]]] = True
+    return float(hit.mean())
+
+
+def _warn_repeats(split: Split, which: str, flat: np.ndarray, offsets: np.ndarray, targets: np.ndarray) -> None:
+    # Excluding the history cannot rank a target the user has seen before: on data with repeat
+    # consumption that caps every metric, so say so once per split instead of reporting quietly low numbers.
+    key = (id(split), which)
+    if key in _warned:
+        return
+    _warned.add(key)
+    share = repeat_share(flat, offsets, targets)
+    if share > 0.05:
+        log.warning("%.0f%% of the %s targets are items the user already had: excluding seen items makes them "
+                    "unrankable; use --keep-seen for data with repeat consumption", 100 * share, which)
+
+
 @torch.inference_mode()
 def evaluate_ranks(
     score_fn: ScoreFn,
@@ -47,6 +73,8 @@ def evaluate_ranks(
     if len(inputs) == 0:
         raise EasrecError("no user has enough interactions (3) to be evaluated")
     flat, offsets = split.history(which)
+    if protocol == "full" and not keep_seen:
+        _warn_repeats(split, which, flat, offsets, targets)
     inputs_t = torch.from_numpy(inputs)
     targets_t = torch.from_numpy(targets)
     lengths = (inputs_t != 0).sum(1)
