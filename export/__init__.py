@@ -95,9 +95,13 @@ def export_run(
     split = ds.split()
     test_inputs, test_targets = split.eval_arrays("test", L)
     calib = split.train_arrays(L)[0] if quantize == "int8-static" else None
-    result = export_model(model, out, fmt, quantize=quantize, calib=calib, k=k, batch=batch, sample=test_inputs)
     metrics_file = run / "metrics.json"
     metrics = read_json(metrics_file, "metrics") if metrics_file.is_file() else {}
+    # The artifact answers under the protocol the model was selected with: a run that kept seen items
+    # (data with repeat consumption) ships a graph that may recommend them again.
+    exclude_seen = not (isinstance(metrics, dict) and metrics.get("keep_seen") is True)
+    result = export_model(model, out, fmt, quantize=quantize, calib=calib, k=k, batch=batch, sample=test_inputs,
+                          exclude_seen=exclude_seen)
     popular = np.argsort(-ds.item_popularity(), kind="stable")
     popular = [int(i) for i in popular if i != 0][: max(k, 10)]
     items = ds.mapping()["items"]
@@ -106,15 +110,17 @@ def export_run(
         items = read_json(mapping_file, "mapping").get("items", items)
     side = write_sidecar(
         result, arch=model.arch.to_dict(), n_items=model.n_items, items=items, popular=popular,
-        metrics=metrics.get("test", {}) if isinstance(metrics, dict) else {}, source=str(run),
+        metrics=metrics.get("test", {}) if isinstance(metrics, dict) else {}, source=str(run), excludes_seen=exclude_seen,
     )
     report: dict[str, Any] = {"export": result.to_dict(), "sidecar": str(side)}
     if parity:
-        par = check_parity(model, out, test_inputs, test_targets, quantize=quantize, tolerance=tolerance, threads=threads)
+        par = check_parity(model, out, test_inputs, test_targets, quantize=quantize, tolerance=tolerance, threads=threads,
+                           exclude_seen=exclude_seen)
         report["parity"] = par
         # Record parity in the sidecar (the sha256 is of the artifact, so rewriting the sidecar is safe).
         side = write_sidecar(
             result, arch=model.arch.to_dict(), n_items=model.n_items, items=items, popular=popular,
             metrics=metrics.get("test", {}) if isinstance(metrics, dict) else {}, parity=par, source=str(run),
+            excludes_seen=exclude_seen,
         )
     return report

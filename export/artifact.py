@@ -115,6 +115,7 @@ def write_sidecar(
     metrics: dict | None = None,
     parity: dict | None = None,
     source: str | None = None,
+    excludes_seen: bool = True,
 ) -> Path:
     """Write `FILE.json` for an exported artifact (after the artifact itself is in place)."""
     if len(items) != n_items + 1:
@@ -135,7 +136,7 @@ def write_sidecar(
         "batch": int(result.batch),
         "input": {"name": "ids", "dtype": "int64", "shape": [int(result.batch), int(result.max_len)], "padding": 0, "order": "oldest first, newest last, left padded"},
         "outputs": [{"name": "items", "dtype": "int64", "shape": [int(result.batch), int(result.k)]}, {"name": "scores", "dtype": "float32", "shape": [int(result.batch), int(result.k)]}],
-        "excludes_seen": True,
+        "excludes_seen": bool(excludes_seen),
         "mapping": {"items": [str(x) for x in items]},
         "popular": [int(i) for i in popular],
         "metrics": metrics or {},
@@ -303,7 +304,7 @@ class Predictor:
         """
         k = self.k if k is None else min(int(k), self.k)
         known = self.history_indices(history)
-        seen = set(known)
+        seen = set(known) if self.meta.get("excludes_seen", True) else set()
         if not known:
             log.info("%s: empty history: answering with the most popular items", self.path.name)
             return [(self.raw_items[i], 0.0) for i in self.popular[:k]]  # score 0.0: not a model score

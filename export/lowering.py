@@ -6,14 +6,24 @@ with `XNNPACKQuantizer`, dynamic per-channel — the steps of `export_executorch
 `to_edge_transform_and_lower(XnnpackPartitioner)` after removing identity copies), ONNX Runtime (`torch.onnx.export(dynamo=True)`
 in one self-contained file; int8 with onnxruntime's `quantize_dynamic`), or torch (`torch.export.save`).
 Runtimes are imported lazily, inside the function that needs them.
+
+Lowering costs seconds per graph (ExecuTorch: 2–15 s, int8 more), so `lower(..., cache=True)` keeps
+every lowered file in a content-addressed cache (`lowering_cache_dir()`: `$EASREC_CACHE/lowered`, default
+`~/.cache/easrec/lowered`): the key hashes the module's weights and buffers, its structure and plain
+attributes, the source files of every module class it uses and of the lowering code, the example
+inputs, the runtime, its version and the dtype. A graph seen before is copied, not lowered again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
+import inspect
 import io
 import logging
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Sequence
@@ -65,13 +75,150 @@ def lower(
     dtype: str = "fp32",
     *,
     calibration: Sequence[Sequence[torch.Tensor]] | None = None,
+    cache: bool | str | Path | None = None,
 ) -> Path:
     """Export `module(*example_inputs)` to `path` for `runtime`; returns the path written.
 
     Shapes are static (batch and length of the example inputs). `calibration` is only used by the
     int8 ExecuTorch flow (defaults to the example inputs; dynamic quantization needs no statistics).
+    `cache` (True: `lowering_cache_dir()`, or a folder): reuse a file lowered before from the same content.
+    """
+    return lower_cached(module, example_inputs, path, runtime, dtype, calibration=calibration, cache=cache)[0]
+
+
+def lower_cached(
+    module: nn.Module,
+    example_inputs: Sequence[torch.Tensor],
+    path: str | Path,
+    runtime: str = "executorch",
+    dtype: str = "fp32",
+    *,
+    calibration: Sequence[Sequence[torch.Tensor]] | None = None,
+    cache: bool | str | Path | None = True,
+    key: str | None = None,
+) -> tuple[Path, bool]:
+    """`lower` through the content-addressed cache; returns (path written, whether it came from the cache).
+
+    `key` is the content hash when the caller computed it already (`content_hash`).
     """
     check(runtime, dtype)
+    path = Path(path)
+    folder = _cache_folder(cache)
+    if folder is None:
+        return _lower_now(module, example_inputs, path, runtime, dtype, calibration), False
+    key = key or content_hash(module, example_inputs, runtime, dtype, calibration)
+    cached = folder / (key + SUFFIX[runtime])
+    if cached.is_file():
+        _copy_atomic(cached, path)
+        log.debug("%s: lowered graph %s taken from the cache", path.name, key)
+        return path, True
+    _lower_now(module, example_inputs, path, runtime, dtype, calibration)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _copy_atomic(path, cached)
+    except OSError as exc:  # a read-only or full cache must not fail the lowering itself
+        log.warning("lowering cache %s: cannot store %s (%s)", folder, cached.name, exc)
+    return path, False
+
+
+def lowering_cache_dir() -> Path:
+    """Folder of the lowered-graph cache: `$EASREC_CACHE/lowered`, else `~/.cache/easrec/lowered`."""
+    root = os.environ.get("EASREC_CACHE")
+    return (Path(root) if root else Path.home() / ".cache" / "easrec") / "lowered"
+
+
+def cached_path(key: str, runtime: str, cache: bool | str | Path | None = True) -> Path | None:
+    """Where the cache keeps the graph of content hash `key` if it holds it, else None."""
+    folder = _cache_folder(cache)
+    if folder is None:
+        return None
+    p = folder / (key + SUFFIX[runtime])
+    return p if p.is_file() else None
+
+
+def _cache_folder(cache: bool | str | Path | None) -> Path | None:
+    if cache is None or cache is False:
+        return None
+    return lowering_cache_dir() if cache is True else Path(cache)
+
+
+def _copy_atomic(src: Path, dst: Path) -> None:
+    # A copy (not a link): the caller may delete or overwrite its file, the cache must keep its own.
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+_SOURCE_HASHES: dict[str, str] = {}
+CACHE_VERSION = "easrec-lowered-1"
+
+
+def _source_hash(filename: str | None) -> str:
+    """sha1 of a source file's bytes (memoised): an edited model or exporter invalidates its graphs."""
+    if not filename:
+        return "-"
+    if filename not in _SOURCE_HASHES:
+        try:
+            _SOURCE_HASHES[filename] = hashlib.sha1(Path(filename).read_bytes()).hexdigest()
+        except OSError:
+            _SOURCE_HASHES[filename] = "-"
+    return _SOURCE_HASHES[filename]
+
+
+def _plain(value: Any) -> bool:
+    if isinstance(value, (bool, int, float, str, type(None))):
+        return True
+    if isinstance(value, (tuple, list)):
+        return all(_plain(v) for v in value)
+    return dataclasses.is_dataclass(value) and not isinstance(value, type)
+
+
+def _hash_tensor(h: "hashlib._Hash", name: str, t: torch.Tensor) -> None:
+    t = t.detach().cpu().contiguous()
+    h.update(f"{name}:{t.dtype}:{tuple(t.shape)}:".encode())
+    h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+
+
+def content_hash(
+    module: nn.Module,
+    example_inputs: Sequence[torch.Tensor],
+    runtime: str,
+    dtype: str,
+    calibration: Sequence[Sequence[torch.Tensor]] | None = None,
+) -> str:
+    """Hash of everything the lowered file depends on (see the module docstring); 40 hex digits."""
+    h = hashlib.sha1()
+    h.update(f"{CACHE_VERSION}|{runtime}|{dtype}|{runtime_version(runtime)}|{torch.__version__}|".encode())
+    # The exporters next to this file, whether or not this process imported them yet: the key must not
+    # depend on what happened to be imported before.
+    here = Path(__file__).resolve().parent
+    files = {str(here / name) for name in ("lowering.py", "executorch.py", "onnx.py", "graph.py")}
+    for name, sub in module.named_modules():
+        cls = type(sub)
+        try:
+            files.add(inspect.getsourcefile(cls) or "")
+        except TypeError:  # a builtin class
+            pass
+        attrs = {k: repr(v) for k, v in sorted(vars(sub).items())
+                 if not k.startswith("_") and k != "training" and _plain(v)}
+        h.update(f"{name}|{cls.__module__}.{cls.__qualname__}|{attrs}|".encode())
+    for f in sorted(files):
+        h.update(f"{os.path.basename(f)}:{_source_hash(f)}|".encode())
+    for name, p in module.named_parameters(remove_duplicate=False):
+        _hash_tensor(h, name, p)
+    for name, b in module.named_buffers(remove_duplicate=False):
+        _hash_tensor(h, name, b)
+    for i, t in enumerate(example_inputs):
+        _hash_tensor(h, f"input{i}", t)
+    for j, batch in enumerate(calibration or []):
+        for i, t in enumerate(batch):
+            _hash_tensor(h, f"calib{j}.{i}", t)
+    return h.hexdigest()
+
+
+def _lower_now(module, example_inputs, path: Path, runtime: str, dtype: str, calibration) -> Path:
+    """Lower without the cache (the original `lower`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Frozen: constant propagation turns the weights into constants (no grad-requiring tensors warned about).

@@ -60,6 +60,7 @@ def check_parity(
     tolerance: float = NDCG_TOLERANCE,
     threads: int = 1,
     eager: np.ndarray | None = None,
+    exclude_seen: bool = True,
 ) -> dict[str, Any]:
     """Run the artifact (with its sidecar) on `inputs` and compare with eager; returns a JSON-able dict."""
     from easrec.export.artifact import Predictor
@@ -70,7 +71,7 @@ def check_parity(
     inputs = np.asarray(inputs, dtype=np.int64)[:, -predictor.max_len :]
     targets = np.asarray(targets, dtype=np.int64)
     art_items, art_scores = predictor.run_ids(inputs)
-    full = eager_scores(model, inputs) if eager is None else eager
+    full = eager_scores(model, inputs, exclude_seen=exclude_seen) if eager is None else eager
     eager_items = np.argsort(-full, axis=1, kind="stable")[:, :k]
     diff = float(np.abs(np.take_along_axis(full, art_items, 1) - art_scores).max()) if len(inputs) else 0.0
     overlap = float(np.mean([len(set(a[:at]) & set(e[:at])) / at for a, e in zip(art_items, eager_items)])) if len(inputs) else 1.0

@@ -65,6 +65,10 @@ def test_pipeline_runs_every_stage_and_resumes_after_a_failure(tmp_path, tiny_pr
     assert {e["model"] for e in energy} == {"baseline", "subnet"}
     html = (out / "report.html").read_text()
     assert "data:image/png;base64" in html
+    # The artifacts answer under the protocol the models were selected with (synthetic data repeats items).
+    assert metrics["keep_seen"] is True
+    sidecars = [json.loads((out / "artifacts" / f"{n}.onnx.json").read_text()) for n in ("baseline", "subnet")]
+    assert all(s["excludes_seen"] is False for s in sidecars)
     # The search section is fed by the run's own search log and candidates.
     md = (out / "report.md").read_text()
     assert "## Search" in md and f"{metrics['search_steps']} steps" in md and metrics["arch_description"] in md
