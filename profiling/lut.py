@@ -1,26 +1,36 @@
 """The measured latency lookup table: one entry per cost component, for one device, runtime and dtype.
 
-File format (JSON, `format` = 1):
+File format (JSON, `format` = 1; fields after `validation` were added by the in-context method and
+are optional for readers):
 
 ```
 {"format": 1, "unit": "ms",
  "device": {kind, spec, cpu, cores, threads, os, machine, ..., "runtime", "runtime_version", "dtype"},
  "space": {...SearchSpace.to_dict()}, "space_hash": "...", "n_items": N, "batch": 1,
- "protocol": {warmup, min_runs, max_runs, max_seconds},
+ "protocol": {warmup, min_runs, max_runs, max_seconds, rounds, canary_runs, normalize, ...},
  "entries": {"attention/L=200/d=64/heads=2/hs=16/kind=softmax":
-               {"median_ms", "p10_ms", "p90_ms", "runs", "raw_median_ms", "minus"}, ...},
- "canary": [{"start_ms", "end_ms", "drift"}, ...],          one per profiling run (resumes add one)
- "build_seconds": s, "correction": {"a": 1.0, "b": 0.0},     cost(arch) = a · Σ entries + b
- "validation": {...} | null}
+               {"median_ms", "p10_ms", "p90_ms", "runs", "sigma_ms"}, ...},
+ "canary": [{"start_ms", "end_ms", "drift"}, ...],          one per profiling session (resumes add one)
+ "build_seconds": s,
+ "correction": {"kind": "none|affine|per_type", "a", "b", "factors": {component: f}},
+ "validation": {...} | null,
+ "method": "in-context-1", "canary_ref_ms": c,
+ "programs": {program id: {"arch", "median_ms", "sigma_ms", "sessions": [...]}, ...},
+ "design": {programs, unknowns, rank, gauge}, "monotonicity": {...},
+ "timing": {"lowering_s", "measuring_s", "solving_s", "graphs_lowered", "graphs_from_cache"},
+ "sessions": [{"started", "seconds", "load_average": {...}, ...}], "load_average": {"build": {...}, "validation": {...}}}
 ```
 
-Entry values are *net*: the measured median minus the runtime's fixed per-call cost (the `overhead`
-entry, counted once per model), and for gates minus the ungated FFN (`minus` names what was
-subtracted, `raw_median_ms` keeps the measurement).
+Entries are solved from whole programs (`easrec.profiling.components.design_programs`): each entry is
+what its component adds inside a whole shipped graph, the runtime's per-call overhead is the
+`overhead` entry and is counted once per model. The correction that validation picks is applied per
+component (`LatencyTable.component_cost`: factor of the component's type × entry, the intercept `b`
+on `overhead`), so the corrected cost stays additive and `expected_cost` stays exact.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import math
@@ -28,18 +38,21 @@ import platform
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+import numpy as np
 import torch
 
-from easrec.cost import COMPONENT_FIELDS, Component, CostModel, space_components
+from easrec.cost import COMPONENT_FIELDS, Component, CostModel, components, space_components
 from easrec.errors import EasrecError, atomic_write_json
 from easrec.space import Arch, SearchSpace, reference_arch
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+METHOD = "in-context-1"
 # Device fingerprint fields that must agree for a table to be used (hostname and python may differ).
 FINGERPRINT_FIELDS = ("kind", "cpu", "cores", "threads", "os", "machine", "runtime", "runtime_version", "dtype")
 ENTRY_FIELDS = ("median_ms", "p10_ms", "p90_ms", "runs")
+CORRECTION_KINDS = ("none", "affine", "per_type")
 
 
 def device_fingerprint(device_info: dict[str, Any], runtime: str, dtype: str) -> dict[str, Any]:
@@ -50,7 +63,7 @@ def device_fingerprint(device_info: dict[str, Any], runtime: str, dtype: str) ->
 
 
 class LatencyTable(CostModel):
-    """Measured per-component costs with a per-device affine correction of their sum.
+    """Measured per-component costs with the per-device correction validation picked, applied per component.
 
     Latency (ms) as `easrec profile` writes it; an energy table from `easrec.profiling.energy.energy_lut`
     has the same format with `unit: mJ` (entries = measured power × LUT latency).
@@ -74,29 +87,44 @@ class LatencyTable(CostModel):
 
     @property
     def correction(self) -> tuple[float, float]:
+        """(a, b) of the correction: the common factor (1 for per-type factors) and the intercept."""
         c = self.data.get("correction") or {}
         return float(c.get("a", 1.0)), float(c.get("b", 0.0))
 
-    def component_cost(self, component: Component) -> float:
-        """Net median latency (ms) of one component."""
+    def factor(self, name: str) -> float:
+        """Correction factor of one component type (`a` unless the correction has per-type factors)."""
+        c = self.data.get("correction") or {}
+        factors = c.get("factors") or {}
+        return float(factors.get(name, c.get("a", 1.0)))
+
+    def raw_component_cost(self, component: Component) -> float:
+        """The entry of one component as measured (no correction)."""
         entry = self.entries.get(component.id())
         if entry is None:
             raise EasrecError(f"{self.source}: field 'entries' has no entry '{component.id()}' (profile this search space)")
         return float(entry["median_ms"])
 
+    def component_cost(self, component: Component) -> float:
+        """Corrected cost of one component: factor(type) × entry, plus the intercept on `overhead`."""
+        v = self.factor(component.name) * self.raw_component_cost(component)
+        if component.name == "overhead":
+            v += self.correction[1]
+        return v
+
     def raw_cost(self, arch: Arch) -> float:
-        """Σ of the entries of `arch`, without the affine correction."""
-        return super().cost(arch)
+        """Σ of the entries of `arch`, without the correction."""
+        return float(sum(self.raw_component_cost(c) for c in components(arch)))
+
+    def type_sums(self, arch: Arch) -> dict[str, float]:
+        """Σ of the raw entries of `arch` per component type (what per-type corrections are fitted on)."""
+        out: dict[str, float] = {}
+        for c in components(arch):
+            out[c.name] = out.get(c.name, 0.0) + self.raw_component_cost(c)
+        return out
 
     def cost(self, arch: Arch) -> float:
-        """Predicted latency (ms) of `arch`: a · Σ entries + b."""
-        a, b = self.correction
-        return a * self.raw_cost(arch) + b
-
-    def expected_cost(self, probs, gates: bool | None = None) -> torch.Tensor:
-        """E[cost] (the affine correction is linear, so it commutes with the expectation)."""
-        a, b = self.correction
-        return a * super().expected_cost(probs, gates) + b
+        """Predicted latency (ms) of `arch`: the Σ of corrected components (exactly additive)."""
+        return super().cost(arch)
 
     def fingerprint(self) -> dict[str, Any]:
         """Identity of this cost model (for search results)."""
@@ -126,14 +154,24 @@ class LatencyTable(CostModel):
 
         `device_info` is a fingerprint (`device_fingerprint(...)`) or a device's `info()` (then only
         the fields it has are compared). With `complete`, every component of the space must be present.
+        Every refusal is one EasrecError line naming the file and the field or entry at fault.
         """
         path = Path(path)
         if not path.is_file():
             raise EasrecError(f"{path}: no such LUT file")
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise EasrecError(f"{path}: not a readable JSON LUT ({exc})") from exc
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise EasrecError(f"{path}: not a readable LUT file ({_one_line(exc)})") from exc
+        if not text.strip():
+            raise EasrecError(f"{path}: empty file, not a JSON LUT (an interrupted write? rebuild it with `easrec profile`)")
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise EasrecError(f"{path}: not valid JSON at line {exc.lineno} column {exc.colno} ({exc.msg}): "
+                              "truncated or edited? rebuild it with `easrec profile`") from exc
+        except (ValueError, RecursionError) as exc:
+            raise EasrecError(f"{path}: not a readable JSON LUT ({_one_line(exc)})") from exc
         check_data(data, str(path), complete=complete)
         table = cls(data, source=str(path))
         if space is not None and space.hash() != data["space_hash"]:
@@ -145,6 +183,11 @@ class LatencyTable(CostModel):
         if device_info is not None:
             check_device(data["device"], device_info, str(path))
         return table
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:300] or type(exc).__name__
 
 
 def check_device(stored: dict[str, Any], current: dict[str, Any], source: str) -> None:
@@ -175,10 +218,12 @@ def check_data(data: Any, source: str, complete: bool = True) -> None:
     for key in ("runtime", "dtype"):
         if key not in data["device"]:
             raise EasrecError(f"{source}: missing field 'device.{key}'")
+    if not isinstance(data["space"], dict):
+        raise EasrecError(f"{source}: field 'space' must be an object, got {type(data['space']).__name__}")
     try:
         space = SearchSpace.from_dict(data["space"])
-    except (TypeError, EasrecError) as exc:
-        raise EasrecError(f"{source}: field 'space' is not a search space ({exc})") from exc
+    except (TypeError, ValueError, EasrecError) as exc:
+        raise EasrecError(f"{source}: field 'space' is not a search space ({_one_line(exc)})") from exc
     if space.hash() != data["space_hash"]:
         raise EasrecError(f"{source}: field 'space_hash' {data['space_hash']!r} does not match field 'space' ({space.hash()})")
     for key in ("n_items", "batch"):
@@ -206,10 +251,9 @@ def check_data(data: Any, source: str, complete: bool = True) -> None:
                 f"{source}: field '{where}' is inconsistent: needs p10_ms ≤ median_ms ≤ p90_ms, got "
                 f"{entry['p10_ms']} / {entry['median_ms']} / {entry['p90_ms']}"
             )
-    corr = data.get("correction")
-    if corr is not None:
-        if not isinstance(corr, dict) or not _num(corr.get("a")) or not _num(corr.get("b")) or corr["a"] <= 0:
-            raise EasrecError(f"{source}: field 'correction' must be {{\"a\": positive number, \"b\": number}}, got {corr!r}")
+    _check_correction(data.get("correction"), source)
+    if "programs" in data and not isinstance(data["programs"], dict):
+        raise EasrecError(f"{source}: field 'programs' must be an object")
     if complete:
         table_space = space
         missing = [c.id() for c in space_components(table_space) if c.id() not in entries]
@@ -220,22 +264,247 @@ def check_data(data: Any, source: str, complete: bool = True) -> None:
             )
 
 
+def _check_correction(corr: Any, source: str) -> None:
+    if corr is None:
+        return
+    if not isinstance(corr, dict) or not _num(corr.get("a")) or not _num(corr.get("b")) or corr["a"] <= 0:
+        raise EasrecError(f"{source}: field 'correction' must be {{\"a\": positive number, \"b\": number, ...}}, got {corr!r}")
+    kind = corr.get("kind", "affine")
+    if kind not in CORRECTION_KINDS:
+        raise EasrecError(f"{source}: field 'correction.kind' is {kind!r}, expected one of {', '.join(CORRECTION_KINDS)}")
+    factors = corr.get("factors")
+    if factors is None:
+        return
+    if not isinstance(factors, dict):
+        raise EasrecError(f"{source}: field 'correction.factors' must be an object of component type → factor")
+    for name, f in factors.items():
+        if name not in COMPONENT_FIELDS:
+            raise EasrecError(f"{source}: field 'correction.factors.{name}' names an unknown component type")
+        if not _num(f) or f < 0:
+            raise EasrecError(f"{source}: field 'correction.factors.{name}' must be a non-negative number, got {f!r}")
+
+
 def new_data(fingerprint: dict[str, Any], space: SearchSpace, n_items: int, batch: int, settings: dict) -> dict[str, Any]:
     """An empty table."""
     return {
         "format": FORMAT_VERSION, "unit": "ms", "device": fingerprint, "space": space.to_dict(),
         "space_hash": space.hash(), "n_items": n_items, "batch": batch, "protocol": settings,
-        "entries": {}, "canary": [], "build_seconds": 0.0, "correction": {"a": 1.0, "b": 0.0}, "validation": None,
+        "entries": {}, "canary": [], "build_seconds": 0.0, "correction": {"kind": "none", "a": 1.0, "b": 0.0},
+        "validation": None, "method": METHOD, "canary_ref_ms": None, "programs": {},
+        "timing": {"lowering_s": 0.0, "measuring_s": 0.0, "solving_s": 0.0, "graphs_lowered": 0, "graphs_from_cache": 0},
+        "sessions": [], "load_average": {},
         "created_with": {"python": platform.python_version(), "torch": torch.__version__},
     }
 
 
-def _net(raw: Any, minus: float) -> dict[str, Any]:
-    """An entry from raw stats minus a subtracted median (clamped at 0, order kept)."""
-    med = max(0.0, raw.median_ms - minus)
-    p10 = min(med, max(0.0, raw.p10_ms - minus))
-    p90 = max(med, raw.p90_ms - minus)
-    return {"median_ms": med, "p10_ms": p10, "p90_ms": p90, "runs": int(raw.runs)}
+# ---------------------------------------------------------------- solving entries from whole programs
+
+def program_value(record: dict[str, Any]) -> tuple[float, float]:
+    """(value, σ) of a measured program: the fastest of its sessions' medians (interference only adds time)."""
+    sessions = record.get("sessions") or [record]
+    best = min(sessions, key=lambda s: float(s["median_ms"]))
+    return float(best["median_ms"]), float(best.get("sigma_ms", 0.0))
+
+
+def prior_costs(unknowns: list[str], space: SearchSpace, n_items: int, scale_ms_per_mflop: float, overhead_ms: float) -> np.ndarray:
+    """The gauge prior: FLOPs (plus the embedding's and mask's elementwise work) × a fitted ms/MFLOP."""
+    from easrec.cost.flops import FlopsCostModel
+
+    flops = FlopsCostModel(space, n_items)
+    out = np.zeros(len(unknowns))
+    for j, cid in enumerate(unknowns):
+        c = _component(cid)
+        if c.name == "overhead":
+            out[j] = overhead_ms
+            continue
+        work = flops.component_cost(c)
+        if c.name == "embedding":
+            L, d = int(c.get("L")), int(c.get("d"))
+            work += 2.0 * (3 * L * d + L * L) / 1e6
+        out[j] = scale_ms_per_mflop * work
+    return out
+
+
+def _component(cid: str) -> Component:
+    name, *fields = cid.split("/")
+    key = []
+    for f in fields:
+        k, v = f.split("=", 1)
+        key.append((k, int(v) if v.lstrip("-").isdigit() else v))
+    return Component(name, tuple(key))
+
+
+# Relative weight of each type's prior: the embedding's is weak, so in the directions whole programs
+# cannot resolve it takes what the once-per-model parts (last block, scoring) do not explain by FLOPs:
+# "embedding + the program's fixed costs beyond the call overhead".
+PRIOR_WEIGHT = {"embedding": 1e-3}
+
+
+def solve_entries(design, programs: dict[str, dict[str, Any]], space: SearchSpace, n_items: int,
+                  ridge: float = 1e-10) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Entries from measured whole programs: non-negative least squares on relative error, a FLOPs prior
+    (weight `ridge`, tiny: it only decides the directions whole programs cannot resolve, the gauge).
+
+    Returns (entries, info); info holds the sensitivity of every entry to every program
+    (`info["G"]`, d entry / d program time), the programs' values and σ, and the null space of the
+    design (`info["null"]`, [unknown, gauge direction]) that says which differences are measured.
+    """
+    from scipy.optimize import lsq_linear
+
+    from easrec.cost.flops import FlopsCostModel
+    from easrec.profiling.components import OVERHEAD_PROGRAM
+
+    pids = [p for p, _ in design.programs]
+    A = design.matrix(pids)
+    vals = np.array([program_value(programs[p])[0] for p in pids])
+    sig = np.array([program_value(programs[p])[1] for p in pids])
+    t = np.maximum(vals, 1e-6)
+    # σ floor: timer resolution and the round-to-round spread a handful of rounds cannot see.
+    sig = np.maximum(sig, np.maximum(0.005 * t, 5e-4))
+    flops = FlopsCostModel(space, n_items)
+    archs = dict(design.programs)
+    ov = float(vals[pids.index(OVERHEAD_PROGRAM)]) if OVERHEAD_PROGRAM in pids else 0.0
+    work = np.array([flops.cost(archs[p]) if archs[p] is not None else 0.0 for p in pids])
+    rest = np.maximum(t - ov, 0.0)
+    scale = float((rest @ work) / max(work @ work, 1e-12)) if work.any() else 0.0
+    x0 = prior_costs(design.unknowns, space, n_items, scale, ov)
+    pw = np.array([PRIOR_WEIGHT.get(u.split("/", 1)[0], 1.0) for u in design.unknowns])
+    w = 1.0 / t
+    Aw = A * w[:, None]
+    level = float(np.median(t))
+    lam = math.sqrt(ridge) / max(level, 1e-9) * pw
+    M = np.vstack([Aw, np.diag(lam)])
+    y = np.concatenate([t * w, lam * x0])
+    res = lsq_linear(M, y, bounds=(0.0, np.inf), method="bvls")
+    x = np.maximum(res.x, 0.0)
+    _, sv, vt = np.linalg.svd(A, full_matrices=True)
+    rank = int((sv > 1e-9 * max(1.0, sv.max())).sum())
+    null = vt[rank:].T  # [unknown, gauge]
+    # d x / d t [unknown, program]: the least-squares solution's, with the gauge then set by the prior
+    # (x = x_data + N c, c minimising the weighted distance to the prior: a projection along N).
+    G = np.linalg.pinv(Aw) * w[None, :]
+    if null.size:
+        D2 = pw**2
+        P = np.eye(len(design.unknowns)) - null @ np.linalg.solve(null.T @ (D2[:, None] * null), null.T * D2[None, :])
+        G = P @ G
+    sx = np.sqrt((G**2) @ (sig**2))
+    runs = np.array([sum(int(s.get("runs", 1)) for s in (programs[p].get("sessions") or [programs[p]])) for p in pids])
+    entries: dict[str, dict[str, Any]] = {}
+    for j, cid in enumerate(design.unknowns):
+        med, s = float(x[j]), float(sx[j])
+        support = np.abs(G[j]) > 1e-6
+        entries[cid] = {
+            "median_ms": med, "p10_ms": max(0.0, med - 1.2816 * s), "p90_ms": med + 1.2816 * s, "sigma_ms": s,
+            "runs": int(max(1, runs[support].sum() if support.any() else 1)), "prior_ms": float(x0[j]),
+            "measured": bool(np.linalg.norm(null[j]) < 1e-8) if null.size else True,
+        }
+    fitted = A @ x
+    info = {"pids": pids, "G": G, "values": vals, "sigma": sig, "sigma_x": sx, "x": x, "null": null,
+            "unknowns": list(design.unknowns),
+            "max_rel_residual": float(np.max(np.abs(fitted - vals) / t)), "bounds_active": int(np.sum(x <= 1e-12))}
+    return entries, info
+
+
+# ---------------------------------------------------------------- monotonicity
+
+SIZE_FIELDS = ("L", "d", "heads", "ffn")
+
+
+def _beyond_noise(small: float, large: float, s_small: float, s_large: float, rel: float, z: float, abs_ms: float) -> tuple[bool, float]:
+    tol = max(z * math.hypot(s_small, s_large), rel * large, abs_ms)
+    return small - large > tol, tol
+
+
+def monotonicity_violations(entries: dict[str, dict[str, Any]], rel: float = 0.05, z: float = 3.0, abs_ms: float = 0.002,
+                            null: np.ndarray | None = None, unknowns: list[str] | None = None) -> list[dict[str, Any]]:
+    """Pairs (smaller, larger) of entries of one component type where the one smaller in every size costs
+    more beyond noise: by more than max(z·σ of the difference, rel × larger, abs_ms).
+
+    With the design's null space (`null`, rows in `unknowns` order) only pairs whose difference whole
+    programs measure are compared: a difference the prior set says nothing about the device.
+    """
+    index = {u: j for j, u in enumerate(unknowns or [])}
+    groups: dict[tuple, list[tuple[dict, str]]] = {}
+    for cid in entries:
+        c = _component(cid)
+        key = dict(c.key)
+        sizes = {k: v for k, v in key.items() if k in SIZE_FIELDS}
+        other = tuple((k, v) for k, v in c.key if k not in SIZE_FIELDS)
+        if sizes:
+            groups.setdefault((c.name, other), []).append((sizes, cid))
+    out = []
+    for members in groups.values():
+        for sa, a in members:
+            for sb, b in members:
+                if a == b or sa == sb or any(sa[k] > sb[k] for k in sa):
+                    continue
+                if null is not None and null.size and a in index and b in index:
+                    if np.linalg.norm(null[index[a]] - null[index[b]]) > 1e-8:
+                        continue
+                ea, eb = entries[a], entries[b]
+                bad, tol = _beyond_noise(float(ea["median_ms"]), float(eb["median_ms"]), float(ea.get("sigma_ms", 0.0)),
+                                         float(eb.get("sigma_ms", 0.0)), rel, z, abs_ms)
+                if bad:
+                    out.append({"what": "entry", "smaller": a, "larger": b, "smaller_ms": float(ea["median_ms"]),
+                                "larger_ms": float(eb["median_ms"]), "excess_ms": float(ea["median_ms"]) - float(eb["median_ms"]),
+                                "tolerance_ms": tol})
+    out.sort(key=lambda v: -v["excess_ms"] / max(v["tolerance_ms"], 1e-9))
+    return out
+
+
+def _smaller_or_equal(a: Arch, b: Arch) -> bool:
+    """Whether program `a` is no larger than `b` in every size (same depth, kind, head size and gates)."""
+    if (a.depth, a.attention, a.head_size, a.gates) != (b.depth, b.attention, b.head_size, b.gates):
+        return False
+    return a.max_len <= b.max_len and a.d <= b.d and all(
+        x.heads <= y.heads and x.ffn <= y.ffn for x, y in zip(a.layers, b.layers))
+
+
+def program_violations(design, programs: dict[str, dict[str, Any]], rel: float = 0.05, z: float = 3.0,
+                       abs_ms: float = 0.002) -> list[dict[str, Any]]:
+    """Pairs of measured whole programs where the one smaller in every size took longer, beyond noise."""
+    archs = [(pid, a) for pid, a in design.programs if a is not None and pid in programs]
+    out = []
+    for pa, a in archs:
+        for pb, b in archs:
+            if pa == pb or not _smaller_or_equal(a, b):
+                continue
+            (va, sa), (vb, sb) = program_value(programs[pa]), program_value(programs[pb])
+            bad, tol = _beyond_noise(va, vb, sa, sb, rel, z, abs_ms)
+            if bad:
+                out.append({"what": "program", "smaller": pa, "larger": pb, "smaller_ms": va, "larger_ms": vb,
+                            "excess_ms": va - vb, "tolerance_ms": tol})
+    out.sort(key=lambda v: -v["excess_ms"] / max(v["tolerance_ms"], 1e-9))
+    return out
+
+
+def programs_to_remeasure(violations: list[dict[str, Any]], info: dict[str, Any], unknowns: list[str],
+                          per_violation: int = 3, cap: int | None = None) -> list[str]:
+    """Programs behind the violations: both programs of a program pair; for an entry pair, the programs
+    that move its two entries most (|d entry / d program| × σ). At most `cap`."""
+    index = {u: j for j, u in enumerate(unknowns)}
+    G, sig, pids = info["G"], info["sigma"], info["pids"]
+    chosen: list[str] = []
+    for v in violations:
+        if v.get("what") == "program":
+            picks = [v["smaller"], v["larger"]]
+        else:
+            contrib = np.abs(G[index[v["smaller"]]]) * sig + np.abs(G[index[v["larger"]]]) * sig
+            picks = [pids[i] for i in np.argsort(-contrib)[:per_violation] if contrib[i] > 0]
+        for p in picks:
+            if p not in chosen:
+                chosen.append(p)
+    cap = cap if cap is not None else max(4, len(pids) // 4)
+    return chosen[:cap]
+
+
+# ---------------------------------------------------------------- build
+
+def _session_summary(started: str, clock, monitor, lowerer, measured: int, measuring_s: float) -> dict[str, Any]:
+    return {"started": started, "seconds": clock.elapsed(), "load_average": monitor.summary(),
+            "programs_measured": measured, "lowering_s": lowerer.seconds if lowerer else 0.0,
+            "measuring_s": measuring_s, "graphs_lowered": lowerer.lowered if lowerer else 0,
+            "graphs_from_cache": lowerer.hits if lowerer else 0}
 
 
 def build_lut(
@@ -252,17 +521,22 @@ def build_lut(
     settings=None,
     workers: int | None = None,
     extra: Iterable[Arch] | None = None,
-    chunk: int = 16,
+    chunk: int = 48,
+    cache: bool | str | Path | None = True,
+    seed: int = 0,
 ) -> LatencyTable:
-    """Measure every component of `space` (plus `extra`, default the reference SASRec) into `out`.
+    """Measure the whole programs that pin down every component of `space` (plus `extra`, default the
+    reference SASRec) and solve the entries into `out`.
 
-    Resumes: entries already in `out` (same device, runtime, dtype, space, n_items) are kept and not
-    measured again. The file is rewritten atomically after every chunk of entries. `progress(done,
-    total, component_id)` is called after each entry (also for the kept ones at the start).
+    Resumes: programs already in `out` (same device, runtime, dtype, space, n_items) are kept and never
+    measured again; the file is rewritten atomically after every group of `chunk` programs (and on
+    Ctrl-C). Lowered graphs come from the cache (`cache`: True for `lowering_cache_dir()`, a folder,
+    or None). Entries that break monotonicity beyond noise get their programs re-measured (at most
+    `settings.remeasure_passes` times). `progress(done, total, what)` counts measured programs.
     """
     from easrec.export.lowering import check
     from easrec.profiling import protocol
-    from easrec.profiling.components import base_component
+    from easrec.profiling.components import design_programs
 
     check(runtime, dtype)
     if batch != 1:
@@ -278,56 +552,157 @@ def build_lut(
         if table.n_items != n_items:
             raise EasrecError(f"{out}: field 'n_items' is {table.n_items}, not {n_items}; use another --out")
         data = table.data
+        if data.get("method") != METHOD:
+            if not table.missing(space, [] if extra is None else extra):
+                log.info("%s: complete table from the per-component method; kept as it is", out)
+                return LatencyTable.load(out, space=space)
+            raise EasrecError(f"{out}: field 'method' is {data.get('method')!r}, not {METHOD!r}: a partial table of the "
+                              "per-component method cannot be resumed; use another --out")
     else:
         data = new_data(fingerprint, space, n_items, batch, settings.to_dict())
     extra = [reference_arch()] if extra is None else list(extra)
-    todo_all = space_components(space, extra)
-    # The overhead first (everything subtracts it), then bases before the components that subtract them.
-    todo_all.sort(key=lambda c: 0 if c.name == "overhead" else 2 if base_component(c) is not None else 1)
-    total = len(todo_all)
-    entries = data["entries"]
-    done = sum(1 for c in todo_all if c.id() in entries)
-    if progress:
-        progress(done, total, "")
-    todo = [c for c in todo_all if c.id() not in entries]
     clock = protocol.Clock()
+    started = datetime.datetime.now().isoformat(timespec="seconds")
+    monitor = protocol.LoadMonitor()
+    t_design = protocol.Clock()
+    design = design_programs(space, extra)
+    data["design"] = {"programs": len(design.programs), "unknowns": len(design.unknowns), "rank": design.rank,
+                      "gauge": design.gauge, "candidates": design.candidates}
+    programs = data.setdefault("programs", {})
+    timing = data.setdefault("timing", {"lowering_s": 0.0, "measuring_s": 0.0, "solving_s": 0.0,
+                                        "graphs_lowered": 0, "graphs_from_cache": 0})
+    timing["solving_s"] = float(timing.get("solving_s", 0.0)) + t_design.elapsed()
+    total = len(design.programs)
+    todo = [(pid, arch) for pid, arch in design.programs if pid not in programs]
+    if progress:
+        progress(total - len(todo), total, "")
+    if not todo and data.get("monotonicity") is not None and not LatencyTable(data).missing(space, extra):
+        return LatencyTable.load(out, space=space)  # finished before: nothing is measured, solved or recorded
+    lowerer = None
+    measuring_s = 0.0
+    measured = 0
     canary: dict[str, Any] = {}
-    if todo:
-        with protocol.Lowerer(runtime, dtype, workers) as lowerer:
-            canary["start_ms"] = protocol.measure_canary(device, lowerer, threads, settings)
-            try:
-                for group in protocol.chunks(todo, chunk):
-                    lowered = lowerer.lower_many(
-                        [("component", c.id(), (c, n_items, space.head_size)) for c in group]
-                    )
-                    for c, (_, path, inputs) in zip(group, lowered):
-                        stats = protocol.measure(device, Path(path), inputs, threads, settings)
-                        Path(path).unlink(missing_ok=True)
-                        base = base_component(c)
-                        if c.name == "overhead":
-                            minus_id, minus = None, 0.0
-                        elif base is not None:
-                            minus_id = base.id()
-                            minus = float(entries[minus_id]["raw_median_ms"])
-                        else:
-                            minus_id = "overhead"
-                            minus = float(entries["overhead"]["raw_median_ms"])
-                        entry = _net(stats, minus)
-                        entry.update(raw_median_ms=stats.median_ms, raw_p10_ms=stats.p10_ms, raw_p90_ms=stats.p90_ms,
-                                     minus=minus_id, load_ms=stats.load_ms, first_ms=stats.first_ms)
-                        entries[c.id()] = entry
-                        done += 1
-                        if progress:
-                            progress(done, total, c.id())
-                    data["build_seconds"] = float(data.get("build_seconds", 0.0)) + clock.elapsed()
-                    clock = protocol.Clock()
-                    atomic_write_json(out, data)
-                canary["end_ms"] = protocol.measure_canary(device, lowerer, threads, settings)
+
+    def save() -> None:
+        atomic_write_json(out, data)
+
+    def finish_session() -> None:
+        data["build_seconds"] = float(data.get("build_seconds", 0.0)) + clock.elapsed()
+        summary = _session_summary(started, clock, monitor, lowerer, measured, measuring_s)
+        data.setdefault("sessions", []).append(summary)
+        data.setdefault("load_average", {})["build"] = summary["load_average"]
+        if lowerer is not None:
+            timing["lowering_s"] = float(timing.get("lowering_s", 0.0)) + lowerer.seconds
+            timing["graphs_lowered"] = int(timing.get("graphs_lowered", 0)) + lowerer.lowered
+            timing["graphs_from_cache"] = int(timing.get("graphs_from_cache", 0)) + lowerer.hits
+        timing["measuring_s"] = float(timing.get("measuring_s", 0.0)) + measuring_s
+
+    try:
+        with protocol.Lowerer(runtime, dtype, workers, cache=cache) as lowerer:
+            if todo:
+                jobs = [("program", pid, (None if arch is None else arch.to_dict(), n_items, seed)) for pid, arch in todo]
+                lowered = lowerer.lower_many(
+                    jobs, (lambda d, n: progress(total - len(todo), total, f"lowering {d}/{n}")) if progress else None)
+                canary_file = protocol.lower_canary(lowerer)
+                monitor.sample()
+                for group in protocol.chunks(lowered, chunk):
+                    t0 = protocol.Clock()
+                    rts = protocol.measure_graphs(device, group, canary_file, threads, settings, seed=seed + measured,
+                                                  monitor=monitor)
+                    measuring_s += t0.elapsed()
+                    cm = protocol.canary_median(rts.values())
+                    if data.get("canary_ref_ms") is None and cm is not None:
+                        data["canary_ref_ms"] = cm
+                    rounds = next(iter(rts.values())).canary_ms
+                    if rounds:  # the round canaries: the first round of the session against its last
+                        canary.setdefault("start_ms", rounds[0])
+                        canary["end_ms"] = rounds[-1]
+                    arch_of = dict(todo)
+                    for key, _, _ in group:
+                        rec = protocol.session_record(rts[key], data.get("canary_ref_ms"), settings)
+                        arch = arch_of[key]
+                        programs[key] = {"arch": None if arch is None else arch.to_dict(), **_top(rec), "sessions": [rec]}
+                        measured += 1
+                    save()
+                    if progress:  # after the save: what a progress callback interrupts is kept
+                        first = total - len(todo) + measured - len(group)
+                        for j, (key, _, _) in enumerate(group):
+                            progress(first + j + 1, total, key)
+            if canary.get("start_ms"):
                 canary["drift"] = protocol.drift(canary["start_ms"], canary["end_ms"])
                 data.setdefault("canary", []).append(canary)
-            finally:
-                data["build_seconds"] = float(data.get("build_seconds", 0.0)) + clock.elapsed()
-                atomic_write_json(out, data)
-        if canary.get("drift") is not None and abs(canary["drift"]) > 0.1:
-            log.warning("%s: canary drifted %+.1f%% during profiling: the machine is noisy", out, 100 * canary["drift"])
+            t_solve = protocol.Clock()
+            remeasure_s = _solve_and_check(data, design, space, n_items, device, lowerer, threads, settings, seed, monitor)
+            measuring_s += remeasure_s
+            timing["solving_s"] = float(timing.get("solving_s", 0.0)) + t_solve.elapsed() - remeasure_s
+    finally:
+        finish_session()
+        save()
+    if canary.get("drift") is not None and abs(canary["drift"]) > 0.1:
+        log.warning("%s: canary drifted %+.1f%% during profiling: the machine is noisy", out, 100 * canary["drift"])
+    log.info("%s: %d programs (%d measured now), lowering %.0f s (%d lowered, %d from cache), measuring %.0f s, load %s",
+             out, total, measured, timing["lowering_s"], timing["graphs_lowered"], timing["graphs_from_cache"],
+             timing["measuring_s"], _load_text(data["load_average"].get("build")))
     return LatencyTable.load(out, space=space)
+
+
+def _load_text(summary: dict[str, Any] | None) -> str:
+    if not summary or not summary.get("available", True):
+        return "n/a"
+    return f"{summary['mean']:.1f} (max {summary['max']:.1f}) on {summary.get('cores')} cores"
+
+
+def _top(rec: dict[str, Any]) -> dict[str, Any]:
+    """The summary fields of a session, as a program record's top level."""
+    return {k: rec[k] for k in ("median_ms", "p10_ms", "p90_ms", "sigma_ms", "raw_median_ms", "rounds", "runs") if k in rec}
+
+
+def _solve_and_check(data, design, space, n_items, device, lowerer, threads, settings, seed, monitor) -> float:
+    """Solve the entries; re-measure the programs behind monotonicity violations; solve again.
+
+    Returns the seconds spent re-measuring."""
+    from easrec.profiling import protocol
+
+    programs = data["programs"]
+
+    def check(entries, info):
+        return program_violations(design, programs) + monotonicity_violations(entries, null=info["null"], unknowns=info["unknowns"])
+
+    entries, info = solve_entries(design, programs, space, n_items)
+    violations = check(entries, info)
+    history = {"initial_violations": len(violations), "passes": [], "examples": violations[:5]}
+    archs = dict(design.programs)
+    spent = 0.0
+    for p in range(max(0, int(settings.remeasure_passes))):
+        if not violations:
+            break
+        pids = programs_to_remeasure(violations, info, design.unknowns)
+        log.info("LUT: %d pair(s) break monotonicity beyond noise (worst: %s %.4f ms > %s %.4f ms); re-measuring %d programs",
+                 len(violations), violations[0]["smaller"], violations[0]["smaller_ms"],
+                 violations[0]["larger"], violations[0]["larger_ms"], len(pids))
+        jobs = [("program", pid, (None if archs[pid] is None else archs[pid].to_dict(), n_items, seed)) for pid in pids]
+        lowered = lowerer.lower_many(jobs)
+        canary_file = protocol.lower_canary(lowerer)
+        t0 = protocol.Clock()
+        rts = protocol.measure_graphs(device, lowered, canary_file, threads, settings, seed=seed + 7919 * (p + 1),
+                                      monitor=monitor)
+        spent += t0.elapsed()
+        for pid in pids:
+            rec = protocol.session_record(rts[pid], data.get("canary_ref_ms"), settings)
+            programs[pid].setdefault("sessions", []).append(rec)
+            value, sigma = program_value(programs[pid])
+            programs[pid].update(median_ms=value, sigma_ms=sigma)
+        entries, info = solve_entries(design, programs, space, n_items)
+        before = len(violations)
+        violations = check(entries, info)
+        history["passes"].append({"remeasured": pids, "violations_before": before, "violations_after": len(violations)})
+    history["final_violations"] = len(violations)
+    history["remaining"] = violations[:10]
+    if violations:
+        log.warning("LUT: %d monotonicity violation(s) remain after re-measuring (worst: %s > %s)", len(violations),
+                    violations[0]["smaller"], violations[0]["larger"])
+    data["entries"] = entries
+    data["monotonicity"] = history
+    data["solve"] = {"max_rel_residual": info["max_rel_residual"], "bounds_active": info["bounds_active"],
+                     "gauge": design.gauge, "prior": "FLOPs x fitted ms/MFLOP (only where whole programs cannot tell parts apart)"}
+    return spent

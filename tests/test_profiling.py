@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,15 +17,18 @@ from easrec.errors import EasrecError
 from easrec.export.graph import TopKGraph
 from easrec.model.sasrec import SASRec
 from easrec.profiling.components import (
-    AttentionPart, EmbeddingPart, FeedForwardPart, component_module, padded_ids, running_mean,
+    AttentionPart, EmbeddingPart, FeedForwardPart, component_module, design_programs, padded_ids, program_id,
+    running_mean,
 )
-from easrec.profiling.lut import LatencyTable, build_lut
+from easrec.profiling.lut import LatencyTable, build_lut, monotonicity_violations
 from easrec.profiling.protocol import Settings
-from easrec.profiling.validate import evaluate, fit_affine, kendall_tau, score, summarize_rows, validate_lut
-from easrec.space import Arch, LayerArch, SearchSpace
+from easrec.profiling.validate import (
+    evaluate, fit_affine, kendall_tau, noise_floor, sample_archs, score, summarize_rows, validate_lut,
+)
+from easrec.space import Arch, LayerArch, SearchSpace, reference_arch
 
 TINY = SearchSpace(max_lens=(10, 20), ds=(16, 32), heads=(1, 2), ffns=(32, 64), depths=(1, 2))
-FAST = Settings(warmup=2, min_runs=5, max_runs=20, max_seconds=0.2)
+FAST = Settings(warmup=2, min_runs=5, max_runs=20, max_seconds=0.2, min_round_seconds=0.0)
 N_ITEMS = 100
 
 
@@ -66,85 +70,273 @@ def test_every_component_of_the_space_builds_and_runs():
             assert inputs[0].dtype == torch.int64 and (inputs[0][0, 0] == 0)  # left padding
 
 
-# ------------------------------------------------------------------ a fake device for fast file tests
+# ------------------------------------------------------------------ the program design
+
+def test_design_pins_down_every_entry_with_one_program_per_measurable_direction():
+    from easrec.pipeline import PRESETS
+
+    quick = SearchSpace.from_dict(PRESETS["quick"].space)
+    baseline = Arch.from_dict(PRESETS["quick"].baseline)
+    design = design_programs(quick, [baseline])
+    assert design.programs[0] == ("overhead", None)
+    assert len(design.unknowns) == 47 and design.rank == len(design.programs) == 35 and design.gauge == 12
+    assert not design.uncovered
+    A = design.matrix()
+    assert np.linalg.matrix_rank(A) == len(design.programs)  # no program is a combination of others
+    # Every program but the overhead is a whole shipped architecture of depth 1 or 2.
+    assert all(a is not None and a.depth in (1, 2) for _, a in design.programs[1:])
+    # The reference SASRec (head size 32) adds exactly its own attention entries.
+    base = design_programs(SearchSpace(), [])
+    with_ref = design_programs(SearchSpace(), [reference_arch()])
+    assert len(with_ref.unknowns) - len(base.unknowns) == 2 and len(with_ref.programs) - len(base.programs) == 2
+
+
+# ------------------------------------------------------------------ a fake device and a fake lowering
+
+BASE_MS = {"embedding": 0.02, "attention": 0.05, "last_attention": 0.02, "ffn": 0.03, "last_ffn": 0.01,
+           "gates": 0.015, "last_gates": 0.005, "scoring": 0.04, "overhead": 0.03}
+
+
+def synth_component(c: Component) -> float:
+    """A made-up additive device: monotone in every size, linear attention 1.7× softmax."""
+    k = dict(c.key)
+    size = k.get("L", 10) / 10 * k.get("d", 16) / 16 * k.get("heads", 1) ** 0.5 * (k.get("ffn", 32) / 32) ** 0.5
+    return BASE_MS[c.name] * size * (1.7 if k.get("kind") == "linear" else 1.0)
+
+
+def synth_total(arch: Arch) -> float:
+    return sum(synth_component(c) for c in components(arch))
+
 
 class FakeStats:
-    def __init__(self, ms):
-        self.median_ms, self.p10_ms, self.p90_ms, self.runs = ms, 0.9 * ms, 1.2 * ms, 7
+    def __init__(self, ms, runs=7):
+        self.median_ms, self.p10_ms, self.p90_ms, self.runs = ms, ms, ms, runs
+        self.samples_ms = [ms] * runs
         self.load_ms, self.first_ms = 1.0, 2 * ms
 
 
 class FakeDevice:
-    """Latency = a deterministic function of the artifact's size (no runtime needed)."""
+    """Latency = the synthetic additive model of the program a (fake-lowered) file holds."""
 
-    def __init__(self, cpu="Fake CPU"):
+    kind = "fake"
+
+    def __init__(self, cpu="Fake CPU", outliers=None):
         self.cpu = cpu
         self.calls = 0
+        self.measured: list[str] = []
+        self.outliers = dict(outliers or {})  # program id -> (factor, number of calls it applies to)
 
     def info(self):
         return {"kind": "cpu", "spec": "cpu", "cpu": self.cpu, "cores": 2, "threads": 1, "os": "Linux", "machine": "x86_64"}
 
     def measure(self, artifact, inputs, **kw):
         self.calls += 1
-        return FakeStats(0.05 + artifact.stat().st_size / 1e6)
+        desc = json.loads(open(artifact).read())
+        if "canary" in desc:
+            return FakeStats(0.1)
+        if "overhead" in desc:
+            pid, ms = "overhead", BASE_MS["overhead"]
+        else:
+            arch = Arch.from_dict(desc["arch"])
+            pid, ms = program_id(arch), synth_total(arch)
+        self.measured.append(pid)
+        factor, n = self.outliers.get(pid, (1.0, 0))
+        if n > 0:
+            self.outliers[pid] = (factor, n - 1)
+            ms *= factor
+        return FakeStats(ms)
 
 
-def _build(tmp_path, device=None, progress=None, space=TINY):
-    return build_lut(device or FakeDevice(), space, "torch", "fp32", N_ITEMS, 1, tmp_path / "lut.json",
-                     progress=progress, settings=FAST, workers=0, extra=[], chunk=4)
+LOWERED: list[str] = []
 
 
-def test_lut_round_trip_and_cost(tmp_path):
+def fake_lower_now(module, example_inputs, path, runtime, dtype, calibration):
+    """Stands in for ExecuTorch/torch lowering: writes what the graph is, so FakeDevice can time it."""
+    from easrec.profiling.components import Overhead
+    from easrec.profiling.protocol import CanaryGraph
+
+    if isinstance(module, CanaryGraph):
+        desc = {"canary": True}
+    elif isinstance(module, TopKGraph):
+        desc = {"arch": module.model.arch.to_dict()}
+    elif isinstance(module, Overhead):
+        desc = {"overhead": True}
+    else:
+        desc = {"module": type(module).__name__}
+    LOWERED.append(json.dumps(desc))
+    path = Path(path)
+    path.write_text(json.dumps(desc))
+    return path
+
+
+@pytest.fixture(autouse=False)
+def fake_lowering(monkeypatch):
+    import easrec.export.lowering as lowering
+
+    LOWERED.clear()
+    monkeypatch.setattr(lowering, "_lower_now", fake_lower_now)
+    return LOWERED
+
+
+SMALL = SearchSpace(max_lens=(10, 20), ds=(16, 32), heads=(1, 2), ffns=(32, 64), depths=(1, 2),
+                    attentions=("softmax", "linear"))
+FAKE = Settings(warmup=1, min_runs=3, max_runs=6, max_seconds=0.1, rounds=3, canary_runs=1, min_round_seconds=0.0)
+
+
+def _build(tmp_path, device=None, progress=None, space=SMALL, cache="cache", out="lut.json", settings=FAKE):
+    return build_lut(device or FakeDevice(), space, "torch", "fp32", N_ITEMS, 1, tmp_path / out,
+                     progress=progress, settings=settings, workers=0, extra=[], chunk=4,
+                     cache=None if cache is None else tmp_path / cache)
+
+
+def test_entries_solved_from_whole_programs_reproduce_every_architecture(tmp_path, fake_lowering):
     table = _build(tmp_path)
-    again = LatencyTable.load(tmp_path / "lut.json", space=TINY)
-    arch = TINY.sample(__import__("random").Random(3))
-    assert again.cost(arch) == pytest.approx(table.cost(arch))
-    assert again.cost(arch) == pytest.approx(sum(again.component_cost(c) for c in components(arch)))
-    assert again.unit == "ms"
-    assert set(again.entries) == {c.id() for c in space_components(TINY)}
-    e = again.entries["overhead"]
-    assert e["p10_ms"] <= e["median_ms"] <= e["p90_ms"] and e["runs"] == 7
-    # The gates entry is the gated FFN minus the plain FFN.
-    g = again.entries["gates/L=10/d=16/ffn=32"]
-    assert g["minus"] == "ffn/L=10/d=16/ffn=32"
-    # Affine correction applies to cost() and expected_cost(), not per component.
-    again.data["correction"] = {"a": 2.0, "b": 1.0}
-    assert again.cost(arch) == pytest.approx(2 * again.raw_cost(arch) + 1)
-    data = json.loads((tmp_path / "lut.json").read_text())
-    assert data["device"]["runtime"] == "torch" and data["device"]["dtype"] == "fp32"
-    assert data["space_hash"] == TINY.hash() and data["n_items"] == N_ITEMS and data["batch"] == 1
-    assert len(data["canary"]) == 1 and "drift" in data["canary"][0]
+    data = table.data
+    design = design_programs(SMALL, [])
+    assert set(data["programs"]) == {p for p, _ in design.programs}
+    assert set(table.entries) == {c.id() for c in space_components(SMALL)}
+    assert all(e["median_ms"] >= 0 and e["p10_ms"] <= e["median_ms"] <= e["p90_ms"] for e in table.entries.values())
+    # The device is additive: the solved table predicts every architecture exactly, measured or not,
+    # and the runtime's per-call overhead is counted once per model.
+    rng = __import__("random").Random(5)
+    for _ in range(40):
+        arch = SMALL.sample(rng)
+        assert table.raw_cost(arch) == pytest.approx(synth_total(arch), rel=1e-6)
+    assert table.entries["overhead"]["median_ms"] == pytest.approx(BASE_MS["overhead"])
+    # Differences that whole programs measure come out exactly (here: one more head in the last block).
+    la = lambda h: table.entries[f"last_attention/L=20/d=32/heads={h}/hs=16/kind=linear"]["median_ms"]  # noqa: E731
+    truth = lambda h: synth_component(Component.make("last_attention", L=20, d=32, heads=h, hs=16, kind="linear"))  # noqa: E731
+    assert la(2) - la(1) == pytest.approx(truth(2) - truth(1), rel=1e-6)
+    assert data["solve"]["max_rel_residual"] < 1e-6 and data["monotonicity"]["final_violations"] == 0
+    # The file says how the time went and how loaded the machine was.
+    assert data["timing"]["graphs_lowered"] == len(design.programs) + 1  # + the canary
+    assert data["timing"]["lowering_s"] >= 0 and data["timing"]["measuring_s"] > 0
+    assert data["load_average"]["build"]["cores"] and data["sessions"][-1]["programs_measured"] == len(design.programs)
+    assert data["canary_ref_ms"] == pytest.approx(0.1) and data["method"] == "in-context-1"
 
 
-def test_resume_after_interruption(tmp_path):
-    class Stop(Exception):
-        pass
+def test_an_outlier_program_is_remeasured_until_monotone(tmp_path, fake_lowering):
+    victim = "program/L=10/d=16/kind=softmax/hs=16/gates=0/layers=1x32"
+    dev = FakeDevice(outliers={victim: (3.0, FAKE.rounds)})  # slow for its whole first session
+    table = _build(tmp_path, dev)
+    mono = table.data["monotonicity"]
+    assert mono["initial_violations"] > 0 and mono["final_violations"] == 0
+    assert victim in mono["passes"][0]["remeasured"]
+    assert dev.measured.count(victim) == 2 * FAKE.rounds  # measured again, once
+    sessions = table.data["programs"][victim]["sessions"]
+    assert len(sessions) == 2 and sessions[0]["median_ms"] == pytest.approx(3 * sessions[1]["median_ms"])
+    arch = Arch(10, 16, (LayerArch(1, 32),), "softmax", False, 16)
+    assert table.raw_cost(arch) == pytest.approx(synth_total(arch), rel=1e-6)
+    # Without re-measurement the outlier would have stayed in the table.
+    dev2 = FakeDevice(outliers={victim: (3.0, FAKE.rounds)})
+    stuck = _build(tmp_path, dev2, out="noremeasure.json", settings=Settings(**{**FAKE.to_dict(), "remeasure_passes": 0}))
+    assert stuck.data["monotonicity"]["final_violations"] > 0
+    assert abs(stuck.raw_cost(arch) / synth_total(arch) - 1) > 0.1
 
+
+def test_entry_monotonicity_compares_only_measured_differences():
+    entries = {
+        "last_ffn/d=16/ffn=32": {"median_ms": 0.5, "sigma_ms": 0.001},
+        "last_ffn/d=16/ffn=64": {"median_ms": 0.2, "sigma_ms": 0.001},
+        "last_ffn/d=32/ffn=32": {"median_ms": 0.6, "sigma_ms": 0.001},
+        "scoring/d=16": {"median_ms": 0.30, "sigma_ms": 0.01},
+        "scoring/d=32": {"median_ms": 0.29, "sigma_ms": 0.01},  # within noise
+    }
+    bad = monotonicity_violations(entries)
+    assert [(v["smaller"], v["larger"]) for v in bad] == [("last_ffn/d=16/ffn=32", "last_ffn/d=16/ffn=64")]
+    # With a null space where the d=16 and d=32 last-FFN entries move apart, nothing is comparable across d.
+    unknowns = list(entries)
+    null = np.zeros((5, 1))
+    null[0, 0] = null[1, 0] = 1.0
+    assert monotonicity_violations(entries, null=null, unknowns=unknowns)[0]["smaller"] == "last_ffn/d=16/ffn=32"
+    null[1, 0] = 0.0
+    assert monotonicity_violations(entries, null=null, unknowns=unknowns) == []
+
+
+def test_resume_after_ctrl_c_never_remeasures(tmp_path, fake_lowering):
     def interrupt(done, total, what):
-        if done == 9:
-            raise Stop
+        if done >= 9:
+            raise KeyboardInterrupt
 
     dev = FakeDevice()
-    with pytest.raises(Stop):
+    with pytest.raises(KeyboardInterrupt):
         _build(tmp_path, dev, interrupt)
-    kept = json.loads((tmp_path / "lut.json").read_text())["entries"]
-    assert len(kept) >= 8  # written every chunk of 4 and on the way out
-    first_calls = dev.calls
+    kept = json.loads((tmp_path / "lut.json").read_text())["programs"]
+    assert len(kept) >= 8  # written after every group of 4 programs, before progress is reported
+    lowered_first = len(fake_lowering)
     dev2 = FakeDevice()
     table = _build(tmp_path, dev2)
-    total = len(space_components(TINY))
-    # Only the missing entries (+ the two canary runs) were measured again; kept ones unchanged.
-    assert dev2.calls == total - len(kept) + 2
-    for cid, entry in kept.items():
-        assert table.entries[cid]["raw_median_ms"] == entry["raw_median_ms"]
-    assert len(table.data["canary"]) == 1 and first_calls > 0
-    # A complete table is not re-measured at all.
+    assert not set(dev2.measured) & set(kept)  # nothing measured twice
+    assert set(dev2.measured) | set(kept) == set(table.data["programs"])
+    for pid, rec in kept.items():
+        assert table.data["programs"][pid]["median_ms"] == rec["median_ms"]
+    assert len(fake_lowering) == lowered_first  # every graph came from the lowering cache
+    assert table.data["timing"]["graphs_from_cache"] > 0 and len(table.data["sessions"]) == 2
     dev3 = FakeDevice()
     _build(tmp_path, dev3)
-    assert dev3.calls == 0
+    assert dev3.calls == 0  # a complete table is not measured again
 
 
-def test_refusals_name_the_field(tmp_path):
+def test_cached_graphs_are_not_lowered_twice(tmp_path, fake_lowering):
+    _build(tmp_path, out="a.json")
+    n = len(fake_lowering)
+    assert n == len(design_programs(SMALL, []).programs) + 1
+    table = _build(tmp_path, out="b.json")  # another table, same graphs: all from the cache
+    assert len(fake_lowering) == n
+    assert table.data["timing"]["graphs_lowered"] == 0 and table.data["timing"]["graphs_from_cache"] == n
+    _build(tmp_path, out="c.json", cache=None)  # no cache: lowered again
+    assert len(fake_lowering) == 2 * n
+
+
+def test_lowering_cache_keys_on_content(tmp_path, monkeypatch):
+    import easrec.export.lowering as lowering
+
+    calls = []
+    real = lowering._lower_now
+    monkeypatch.setattr(lowering, "_lower_now", lambda *a: calls.append(1) or real(*a))
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.ReLU()).eval()
+    x = (torch.randn(1, 8),)
+    p1 = lowering.lower(m, x, tmp_path / "a.pt2", "torch", cache=tmp_path / "c")
+    p2, hit = lowering.lower_cached(m, x, tmp_path / "b.pt2", "torch", cache=tmp_path / "c")
+    assert hit and len(calls) == 1 and p1.read_bytes() == p2.read_bytes()
+    monkeypatch.setenv("EASREC_CACHE", str(tmp_path / "env"))
+    assert lowering.lowering_cache_dir() == tmp_path / "env" / "lowered"
+    with torch.no_grad():
+        m[0].weight[0, 0] += 1.0  # other weights: another graph
+    _, hit = lowering.lower_cached(m, x, tmp_path / "c.pt2", "torch", cache=tmp_path / "c")
+    assert not hit and len(calls) == 2
+    _, hit = lowering.lower_cached(m, (torch.randn(2, 8),), tmp_path / "d.pt2", "torch", cache=tmp_path / "c")
+    assert not hit and len(calls) == 3  # other input shape
+    lowering.lower(m, x, tmp_path / "e.pt2", "torch")  # default: no cache, unchanged behaviour
+    assert len(calls) == 4
+    # The key does not depend on which exporters this process happened to import before.
+    import sys
+
+    key = lowering.content_hash(m, x, "torch", "fp32")
+    for name in ("easrec.export.executorch", "easrec.export.onnx"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    assert lowering.content_hash(m, x, "torch", "fp32") == key
+
+
+def test_validation_reports_noise_floor_and_picks_a_correction(tmp_path, fake_lowering):
+    _build(tmp_path)
+    res = validate_lut(tmp_path / "lut.json", FakeDevice(), 12, settings=FAKE, workers=0, cache=tmp_path / "cache")
+    assert res["n_subnets"] == 12
+    floor = res["noise_floor"]
+    assert floor["n"] == 10 and floor["within_10pct"] == 1.0  # the fake device repeats itself exactly
+    assert sum(r.get("retest_ms") is not None for r in res["subnets"]) == 10
+    assert res["lut"]["test"]["within_10pct"] == 1.0  # additive device, additive table
+    assert res["corrections"]["chosen"] in ("none", "affine", "per_type")
+    assert res["load_average"]["cores"] and res["timing"]["measuring_s"] > 0
+    data = json.loads((tmp_path / "lut.json").read_text())
+    assert data["correction"]["selected_by"] == "held-out MAPE" and data["load_average"]["validation"]
+    for r in res["subnets"]:
+        assert r["lut_sum_ms"] == pytest.approx(sum(r["type_sums"].values()))
+        assert r["predicted_ms"] == pytest.approx(LatencyTable.load(tmp_path / "lut.json").cost(Arch.from_dict(r["arch"])))
+
+
+def test_refusals_name_the_field(tmp_path, fake_lowering):
     _build(tmp_path)
     path = tmp_path / "lut.json"
     other = SearchSpace(max_lens=(10, 20, 30), ds=(16, 32), heads=(1, 2), ffns=(32, 64), depths=(1, 2))
@@ -157,22 +349,155 @@ def test_refusals_name_the_field(tmp_path):
     with pytest.raises(EasrecError, match=r"device\.cpu"):
         _build(tmp_path, FakeDevice(cpu="Another CPU"))  # resuming on another device is refused too
 
+    def refused(text, pattern):
+        bad = tmp_path / "bad.json"
+        bad.write_text(text)
+        with pytest.raises(EasrecError, match=pattern) as info:
+            LatencyTable.load(bad)
+        assert "\n" not in str(info.value) and str(bad) in str(info.value)  # one line naming the file
+
     def edited(mutate, pattern):
         data = json.loads(path.read_text())
         mutate(data)
-        bad = tmp_path / "bad.json"
-        bad.write_text(json.dumps(data))
-        with pytest.raises(EasrecError, match=pattern):
-            LatencyTable.load(bad)
+        refused(json.dumps(data), pattern)
 
     cid = "overhead"
     edited(lambda d: d["entries"][cid].pop("median_ms"), r"entries\['overhead'\]\.median_ms' is missing")
     edited(lambda d: d["entries"][cid].update(p10_ms=d["entries"][cid]["median_ms"] + 1), r"entries\['overhead'\]' is inconsistent")
     edited(lambda d: d["entries"][cid].update(median_ms=-1.0), r"entries\['overhead'\]\.median_ms' must be a non-negative")
+    edited(lambda d: d["entries"]["scoring/d=16"].update(median_ms=float("nan")),
+           r"entries\['scoring/d=16'\]\.median_ms' must be a non-negative number, got nan")
+    edited(lambda d: d["entries"]["scoring/d=16"].update(p90_ms=float("inf")), r"entries\['scoring/d=16'\]\.p90_ms'")
     edited(lambda d: d["entries"].pop("scoring/d=16"), r"field 'entries' does not cover .*scoring/d=16")
     edited(lambda d: d.update(space_hash="abc"), r"field 'space_hash'")
+    edited(lambda d: d["space"].update(ds=[32, 16]), r"field 'space' is not a search space")
     edited(lambda d: d.update(correction={"a": -1, "b": 0}), r"field 'correction'")
+    edited(lambda d: d.update(correction={"kind": "per_type", "a": 1, "b": 0, "factors": {"ffn": -2}}),
+           r"field 'correction\.factors\.ffn' must be a non-negative")
+    edited(lambda d: d.update(correction={"kind": "per_type", "a": 1, "b": 0, "factors": {"conv": 1}}),
+           r"field 'correction\.factors\.conv' names an unknown")
+    edited(lambda d: d.update(correction={"kind": "magic", "a": 1, "b": 0}), r"field 'correction\.kind'")
     edited(lambda d: d.pop("n_items"), r"missing field 'n_items'")
+    edited(lambda d: d["device"].pop("dtype"), r"missing field 'device\.dtype'")
+    text = path.read_text()
+    refused(text[: len(text) // 2], r"not valid JSON at line \d+ column \d+ .*truncated")
+    refused("", r"empty file")
+    refused("[1, 2]", r"expected a JSON object")
+
+
+# ------------------------------------------------------------------ the correction
+
+def test_per_type_correction_is_picked_when_types_scale_differently_and_stays_additive(tmp_path, fake_lowering):
+    table = _build(tmp_path)
+    rng = __import__("random").Random(1)
+    archs = sample_archs(SMALL, 40, seed=3)
+    truth = {t: 1.0 for t in BASE_MS}
+    truth.update(attention=1.8, last_attention=1.4, scoring=0.7)  # the device differs per type
+    rows = []
+    for a in archs:
+        sums = table.type_sums(a)
+        m = sum(truth[t] * v for t, v in sums.items()) * (1 + rng.uniform(-0.01, 0.01))
+        rows.append({"arch": a.to_dict(), "measured_ms": m, "lut_sum_ms": table.raw_cost(a), "type_sums": sums,
+                     "mflops": 1.0})
+    res = summarize_rows(rows)
+    cands = res["corrections"]["candidates"]
+    assert res["corrections"]["chosen"] == "per_type"
+    assert cands["per_type"]["test"]["mape_pct"] < cands["affine"]["test"]["mape_pct"] < cands["none"]["test"]["mape_pct"]
+    assert res["lut"]["test"]["within_10pct"] == 1.0
+    f = cands["per_type"]["params"]["factors"]
+    # Inner attention varies independently of the rest (depth, L, heads): its factor is recovered. Parts every
+    # model has once (scoring, embedding, last block) are collinear with the intercept: the ridge keeps them near 1.
+    assert f["attention"] == pytest.approx(1.8, rel=0.1)
+    # Stored in the table, it is applied per component: cost stays a sum, expected_cost stays exact.
+    table.data["correction"] = {**cands["per_type"]["params"], "b": 0.05}
+    arch = archs[0]
+    assert table.cost(arch) == pytest.approx(sum(table.component_cost(c) for c in components(arch)))
+    assert table.cost(arch) == pytest.approx(sum(f[t] * v for t, v in table.type_sums(arch).items()) + 0.05)
+    _check_expected_cost_is_exact(table)
+
+
+def _check_expected_cost_is_exact(table):
+    """E[cost] from `expected_cost` equals the brute-force expectation over every architecture."""
+    import itertools
+
+    from easrec.cost import ArchProbs
+
+    sp = table.space
+    g = torch.Generator().manual_seed(0)
+
+    def p(n):
+        return torch.softmax(torch.randn(n, generator=g).double(), 0)
+
+    probs = ArchProbs(p(len(sp.max_lens)), p(len(sp.ds)), p(len(sp.depths)), p(len(sp.attentions)),
+                      [p(len(sp.heads)) for _ in range(sp.depths[-1])], [p(len(sp.ffns)) for _ in range(sp.depths[-1])])
+    brute = 0.0
+    for (li, L), (di, d), (ki, kind), (ni, depth) in itertools.product(
+            enumerate(sp.max_lens), enumerate(sp.ds), enumerate(sp.attentions), enumerate(sp.depths)):
+        for layers in itertools.product(itertools.product(range(len(sp.heads)), range(len(sp.ffns))), repeat=depth):
+            w = probs.max_len[li] * probs.d[di] * probs.attention[ki] * probs.depth[ni]
+            for i, (hi, fi) in enumerate(layers):
+                w = w * probs.heads[i][hi] * probs.ffn[i][fi]
+            arch = Arch(L, d, tuple(LayerArch(sp.heads[hi], sp.ffns[fi]) for hi, fi in layers), kind, sp.gates, sp.head_size)
+            brute += float(w) * table.cost(arch)
+    assert float(table.expected_cost(probs)) == pytest.approx(brute, rel=1e-9)
+
+
+def test_affine_correction_keeps_its_meaning(tmp_path, fake_lowering):
+    again = _build(tmp_path)
+    arch = SMALL.sample(__import__("random").Random(3))
+    again.data["correction"] = {"a": 2.0, "b": 1.0}  # a file written before per-type factors
+    assert again.correction == (2.0, 1.0)
+    assert again.cost(arch) == pytest.approx(2 * again.raw_cost(arch) + 1)
+    assert again.cost(arch) == pytest.approx(sum(again.component_cost(c) for c in components(arch)))
+
+
+# ------------------------------------------------------------------ the timing protocol
+
+def test_interleaved_rounds_normalise_by_the_canary_of_the_same_round():
+    from easrec.devices.timing import RoundTimes, interleaved_rounds, summarize_rounds
+
+    order = []
+    speed = {"r": 1.0}
+
+    def slot(name, ms):
+        def run():
+            order.append(name)
+            return ms * speed["r"]
+        return run
+
+    def slow_round(r):
+        speed["r"] = 1.5 if r == 0 else 1.0  # the machine is 1.5× slower for the second round only
+
+    times, can = interleaved_rounds([slot("a", 2.0), slot("b", 4.0)], rounds=3, canary=slot("c", 1.0), seed=0,
+                                    on_round=slow_round)
+    assert order[0] == "c" and order.count("c") == 6 and order.count("a") == 3  # canary before every slot
+    assert times[0] == [2.0, 3.0, 2.0] and can[0] == [1.0, 1.5, 1.0]
+    s = summarize_rounds(RoundTimes(times[0], can[0], 5), canary_ref_ms=1.0)
+    assert s["median_ms"] == pytest.approx(2.0) and s["p90_ms"] == pytest.approx(2.0)  # the slow round is gone
+    raw = summarize_rounds(RoundTimes(times[0], can[0], 5), canary_ref_ms=1.0, normalize=False)
+    assert raw["p90_ms"] > 2.5 and s["runs"] == 15 and s["raw_median_ms"] == 2.0
+
+
+def test_short_rounds_are_spread_over_time():
+    from easrec.devices.timing import interleaved_rounds
+
+    now, slept = [0.0], []
+
+    def slot():
+        now[0] += 0.1  # a round of two slots takes 0.2 s
+        return 1.0
+
+    interleaved_rounds([slot, slot], rounds=3, min_round_seconds=0.5, clock=lambda: now[0],
+                       sleep=lambda s: slept.append(round(s, 9)) or now.__setitem__(0, now[0] + s))
+    assert slept == [0.3, 0.3]  # no pause after the last round
+
+
+def test_noise_floor_counts_pairs_within_ten_percent():
+    rows = [{"measured_ms": 1.0, "retest_ms": 1.05}, {"measured_ms": 2.0, "retest_ms": 2.5},
+            {"measured_ms": 1.0, "retest_ms": None}, {"measured_ms": 1.0, "retest_ms": 0.92}]
+    floor = noise_floor(rows)
+    assert floor["n"] == 3 and floor["within_10pct"] == pytest.approx(2 / 3)
+    assert floor["max_err_pct"] == pytest.approx(25.0)
 
 
 # ------------------------------------------------------------------ metrics
@@ -212,19 +537,21 @@ MICRO = SearchSpace(max_lens=(10,), ds=(16,), heads=(1, 2), ffns=(32,), depths=(
 def test_real_build_and_validate(tmp_path, runtime, space):
     device = get_device("cpu", threads=1)
     out = tmp_path / f"lut_{runtime}.json"
-    table = build_lut(device, space, runtime, "fp32", N_ITEMS, 1, out, settings=FAST, extra=[], chunk=64)
+    table = build_lut(device, space, runtime, "fp32", N_ITEMS, 1, out, settings=FAST, extra=[], chunk=64,
+                      cache=tmp_path / "cache")
     assert not table.missing()
     assert all(e["median_ms"] >= 0 for e in table.entries.values())
-    assert table.entries["overhead"]["raw_median_ms"] > 0
-    res = validate_lut(out, device, 6, settings=FAST)
-    assert res["n_subnets"] == 6 and all(r["measured_ms"] > 0 for r in res["subnets"])
+    assert table.data["programs"]["overhead"]["median_ms"] > 0 and table.data["canary_ref_ms"] > 0
+    assert table.data["timing"]["graphs_lowered"] == len(table.data["programs"]) + 1
+    res = validate_lut(out, device, 6, settings=FAST, cache=tmp_path / "cache")
+    assert res["n_subnets"] == 6 and all(r["measured_ms"] > 0 and r["raw_ms"] > 0 for r in res["subnets"])
+    assert res["noise_floor"]["n"] == 6 and 0 <= res["noise_floor"]["within_10pct"] <= 1
     assert math.isfinite(res["lut"]["a"]) and res["lut"]["a"] > 0
     data = json.loads(out.read_text())
-    assert data["validation"]["n_subnets"] == 6 and data["correction"]["a"] == pytest.approx(res["lut"]["a"])
+    assert data["validation"]["n_subnets"] == 6 and data["correction"]["kind"] == res["corrections"]["chosen"]
     loaded = LatencyTable.load(out, space=space)
-    arch = res["subnets"][0]["arch"]
-    a, b = loaded.correction
-    assert loaded.cost(Arch.from_dict(arch)) == pytest.approx(a * res["subnets"][0]["lut_sum_ms"] + b)
+    row = res["subnets"][0]
+    assert loaded.cost(Arch.from_dict(row["arch"])) == pytest.approx(row["predicted_ms"])
 
 
 @pytest.mark.slow
@@ -256,3 +583,11 @@ def test_cli_parses_both_forms():
     assert a.action is None and a.out == "x.json" and a.runtime == "torch"
     b = p.parse_args(["profile", "validate", "x.json", "--subnets", "7"])
     assert b.action == "validate" and b.lut == "x.json" and b.subnets == 7
+
+
+def test_round_canary_is_the_median_over_a_rounds_slots():
+    from easrec.profiling.protocol import round_canary
+
+    # Three slots, two rounds: one canary timing of round 0 was hit by load, the round's value ignores it.
+    assert round_canary([[1.0, 2.0], [1.1, 2.1], [9.0, 2.2]]) == [1.1, 2.1]
+    assert round_canary([]) == []
