@@ -21,6 +21,7 @@ import numpy as np
 
 from easrec.data import data_config, load_dataset
 from easrec.errors import atomic_write_json
+from easrec.model.sasrec import DEFAULT_DROPOUT
 from easrec.train.run import read_per_user, sasrec_arch, train_run
 from easrec.train.stats import mean_ci_over_seeds, paired_bootstrap
 from easrec.train.trainer import TrainConfig
@@ -34,7 +35,7 @@ def main() -> int:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--max-len", type=int, default=50)
     ap.add_argument("--d", type=int, default=64)
-    ap.add_argument("--dropout", type=float, default=0.5)
+    ap.add_argument("--dropout", type=float, default=DEFAULT_DROPOUT)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--work", type=Path, default=Path("runs/bench_gate_input"))
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "gate_input.json")

@@ -31,6 +31,7 @@ import numpy as np
 
 from easrec.data import data_config, load_dataset
 from easrec.errors import atomic_write_json
+from easrec.model.sasrec import DEFAULT_DROPOUT
 from easrec.search.gates import GatesConfig
 from easrec.search.run import load_cost_model, resolve_budget, search_run
 from easrec.space import Arch, SearchSpace, reference_arch
@@ -83,7 +84,7 @@ def main() -> int:
     ap.add_argument("--grid-ds", default="16,32,48,64")
     ap.add_argument("--grid-layers", default="1,2")
     ap.add_argument("--search-epochs", type=int, default=20)
-    ap.add_argument("--dropout", type=float, default=TrainConfig.dropout if hasattr(TrainConfig, "dropout") else 0.5)
+    ap.add_argument("--dropout", type=float, default=DEFAULT_DROPOUT)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--work", type=Path, default=Path("runs/bench_search"))
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "search_ml100k.json")
