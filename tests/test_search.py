@@ -248,3 +248,28 @@ def test_search_picks_the_width_that_fits_the_data():
         # The search decided: the width's distribution is no longer uniform.
         assert result.log[-1]["entropy"] < math.log(2) - 0.05
     assert picks.count(32) >= 9, picks
+
+
+def test_interrupted_search_resumes_to_the_uninterrupted_result(small_data, tmp_path):
+    """Ctrl-C after an epoch, then resume: same α, same λ trace, same architecture as a search never stopped."""
+    cm = FlopsCostModel(TINY, small_data.n_items)
+    budget = 0.4 * cm.cost(TINY.largest())
+    cfg = GatesConfig(epochs=3, batch_size=64, seed=0, threads=1)
+
+    def run(out, on_epoch=None, resume=False):
+        torch.manual_seed(0)
+        net = Supernet(TINY, small_data.n_items)  # dropout on: the resumed run must replay its draws too
+        return gates_search(net, small_data.split(), cm, budget, cfg, out, resume=resume, on_epoch=on_epoch)
+
+    full = run(tmp_path / "full")
+
+    def stop(rec):
+        if rec["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "cut", on_epoch=stop)
+    resumed = run(tmp_path / "cut", resume=True)
+    assert resumed.arch == full.arch
+    assert [e["lambda"] for e in resumed.log] == [e["lambda"] for e in full.log]
+    assert resumed.log[-1]["expected_cost"] == full.log[-1]["expected_cost"]

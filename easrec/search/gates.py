@@ -225,6 +225,8 @@ def gates_search(
         w_opt.load_state_dict(saved["w_opt"])
         a_opt.load_state_dict(saved["a_opt"])
         gen.set_state(saved["generator"])
+        if "torch_rng" in saved:  # dropout draws: without them a resumed search differs from an uninterrupted one
+            torch.set_rng_state(saved["torch_rng"])
         state = saved["state"]
         log.info("resumed search at epoch %d", state["epoch"])
     shape_dims = [name for name, values in (("max_len", space.max_lens), ("d", space.ds), ("attention", space.attentions))
@@ -328,7 +330,7 @@ def gates_search(
         if ckpt:
             save_torch({"space": space.to_dict(), "supernet": supernet.state_dict(), "alpha": alpha.state_dict(),
                         "w_opt": w_opt.state_dict(), "a_opt": a_opt.state_dict(), "generator": gen.get_state(),
-                        "state": state}, ckpt)
+                        "torch_rng": torch.get_rng_state(), "state": state}, ckpt)
         if on_epoch:
             on_epoch(record)
     argmax = alpha.argmax()
