@@ -520,3 +520,25 @@ def test_predictor_excludes_history_older_than_window(caplog):
         top5 = [r for r, _ in pred.predict(history)]
     assert top5 == ["i18", "i17", "i16"] and "before the model's window" in caplog.text
     assert [r for r, _ in pred.predict(["i1", "i2"])] == ["i20", "i19", "i18", "i17", "i16"]
+
+
+def test_sigterm_leaves_a_checkpoint_that_resumes(tmp_path):
+    """A job stopped with SIGTERM exits like Ctrl-C: one line, exit 130, its checkpoint kept for `--resume`."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "easrec.cli", "train", "synthetic-small", "--max-len", "20", "--d", "16", "--layers", "1",
+           "--heads", "1", "--ffn", "32", "--epochs", "400", "--patience", "400", "--threads", "1", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / CHECKPOINT_FILE).exists() and time.time() < deadline:
+        time.sleep(0.2)
+    assert (out / CHECKPOINT_FILE).exists(), "no checkpoint written before the deadline"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    saved = load_torch(out / CHECKPOINT_FILE)
+    assert saved["state"]["epoch"] >= 1 and not (out / MODEL_FILE).exists()

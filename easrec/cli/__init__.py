@@ -102,6 +102,18 @@ def _report(message: str, field: str | None, as_json: bool) -> int:
     return 2
 
 
+def _terminate_like_interrupt() -> None:
+    """SIGTERM (a scheduler stopping the job) takes the same path as Ctrl-C: checkpoint, then exit."""
+    import signal
+    import threading
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `easrec` console script."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -113,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         return _report(message, field, "--json" in argv)
     level = logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    _terminate_like_interrupt()
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
