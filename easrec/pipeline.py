@@ -329,7 +329,7 @@ class Pipeline:
         # The baseline is costed by the same corrected table the search ranks subnets with: ratio 1.0 is its prediction.
         reference_ms = table.cost(self.baseline_arch)
         budget = resolve_budget(table, ratio=self.opts.budget_ratio, reference=self.baseline_arch)
-        gcfg = GatesConfig(epochs=self.preset.search_epochs, lr=self.preset.lr, seed=self.opts.seed)
+        gcfg = GatesConfig(epochs=self.preset.search_epochs, lr=self.preset.lr, seed=self.opts.seed, keep_seen=self.keep_seen())
         metrics = search_run(self.data(), self.data_cfg(), self.out, cost_model=table, budget=budget, gates_cfg=gcfg,
                              finetune=self.train_config(), resume=(self.out / "search_checkpoint.pt").exists(),
                              reference=self.baseline_arch)

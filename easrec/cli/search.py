@@ -74,7 +74,7 @@ def cmd_search(args: argparse.Namespace) -> dict:
         unit, value = next((u, v) for u, v in (("ms", args.budget_ms), ("MFLOPs", args.budget_mflops), ("mJ", args.budget_mj)) if v is not None)
         budget = resolve_budget(cost_model, value=value, unit=unit)
     gcfg = GatesConfig(epochs=args.search_epochs, batch_size=args.batch_size, lr=args.lr, constraint=args.constraint,
-                       seed=args.seed, threads=args.threads)
+                       seed=args.seed, threads=args.threads, keep_seen=args.keep_seen)
     ft = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience, seed=args.seed,
                      threads=args.threads, keep_seen=args.keep_seen)
     progress = Progress(TextColumn("[bold]{task.description}"), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),

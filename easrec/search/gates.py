@@ -65,6 +65,7 @@ class GatesConfig:
     dual_lr: float = 0.5
     paper_lambda: float = 0.01
     fill: float = 0.9
+    keep_seen: bool = False  # the evaluation protocol the candidates are compared under
     seed: int = 0
     threads: int | None = None
 
@@ -334,7 +335,7 @@ def gates_search(
         if on_epoch:
             on_epoch(record)
     argmax = alpha.argmax()
-    arch, candidates = choose_architecture(supernet, split, alpha, cost_model, budget, cfg.fill)
+    arch, candidates = choose_architecture(supernet, split, alpha, cost_model, budget, cfg.fill, cfg.keep_seen)
     with torch.no_grad():
         final_probs = alpha.probs(tau_at(total_steps))
         final_expected = float(cost_model.expected_cost(final_probs))
@@ -344,7 +345,7 @@ def gates_search(
 
 
 def choose_architecture(supernet: Supernet, split: Split, alpha: ArchParams, cost_model: CostModel, budget: float,
-                        fill: float) -> tuple[Arch, list[dict]]:
+                        fill: float, keep_seen: bool = False) -> tuple[Arch, list[dict]]:
     """The most probable architecture within the budget, or a grown one that spends ≥ `fill` of it if that validates better.
 
     Both candidates are scored on the validation split with the supernet's shared weights (no
@@ -359,7 +360,7 @@ def choose_architecture(supernet: Supernet, split: Split, alpha: ArchParams, cos
             candidates.append({"arch": grown, "why": f"grown to spend >= {fill:.0%} of the budget"})
     if len(candidates) > 1:
         for c in candidates:
-            c["valid_ndcg@10"] = evaluate_model(supernet, split, "valid", active=c["arch"])["ndcg@10"]
+            c["valid_ndcg@10"] = evaluate_model(supernet, split, "valid", active=c["arch"], keep_seen=keep_seen)["ndcg@10"]
         best = max(candidates, key=lambda c: c["valid_ndcg@10"])
     else:
         best = candidates[0]
