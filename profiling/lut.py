@@ -337,7 +337,7 @@ def _component(cid: str) -> Component:
 # Relative weight of each type's prior: the embedding's is weak, so in the directions whole programs
 # cannot resolve it takes what the once-per-model parts (last block, scoring) do not explain by FLOPs:
 # "embedding + the program's fixed costs beyond the call overhead".
-PRIOR_WEIGHT = {"embedding": 1e-3}
+PRIOR_WEIGHT: dict[str, float] = {"embedding": 1e-3}
 
 
 def solve_entries(design, programs: dict[str, dict[str, Any]], space: SearchSpace, n_items: int,
@@ -368,15 +368,27 @@ def solve_entries(design, programs: dict[str, dict[str, Any]], space: SearchSpac
     rest = np.maximum(t - ov, 0.0)
     scale = float((rest @ work) / max(work @ work, 1e-12)) if work.any() else 0.0
     x0 = prior_costs(design.unknowns, space, n_items, scale, ov)
-    pw = np.array([PRIOR_WEIGHT.get(u.split("/", 1)[0], 1.0) for u in design.unknowns])
+    # Relative deviations from the prior: where whole programs cannot split a sum, the larger part
+    # takes the larger share of what the prior missed (an absolute weight drove small parts to 0).
+    floor = 1e-3 * float(np.median(x0[x0 > 0])) if (x0 > 0).any() else 1e-6
+    pw = np.array([PRIOR_WEIGHT.get(u.split("/", 1)[0], 1.0) for u in design.unknowns]) / np.maximum(x0, floor)
     w = 1.0 / t
     Aw = A * w[:, None]
-    level = float(np.median(t))
-    lam = math.sqrt(ridge) / max(level, 1e-9) * pw
-    M = np.vstack([Aw, np.diag(lam)])
-    y = np.concatenate([t * w, lam * x0])
+    lam = math.sqrt(ridge) * pw
+    # The prior's shape, not its level: each component type gets a free scale s_type ≥ 0 (what FLOPs
+    # miss differs by type: a wide FFN is much cheaper than its FLOPs say), fitted with the entries:
+    # minimise |W(Ax − t)|² + ridge·|P(x − X0 s)|², x ≥ 0, s ≥ 0.
+    types = sorted({u.split("/", 1)[0] for u in design.unknowns})
+    X0 = np.zeros((len(design.unknowns), len(types)))
+    for j, u in enumerate(design.unknowns):
+        X0[j, types.index(u.split("/", 1)[0])] = x0[j]
+    U, T = len(design.unknowns), len(types)
+    M = np.vstack([np.hstack([Aw, np.zeros((len(pids), T))]), np.hstack([np.diag(lam), -lam[:, None] * X0])])
+    y = np.concatenate([t * w, np.zeros(U)])
     res = lsq_linear(M, y, bounds=(0.0, np.inf), method="bvls")
-    x = np.maximum(res.x, 0.0)
+    x = np.maximum(res.x[:U], 0.0)
+    type_scale = {ty: float(v) for ty, v in zip(types, res.x[U:])}
+    x0 = X0 @ res.x[U:]  # the fitted prior, reported per entry
     _, sv, vt = np.linalg.svd(A, full_matrices=True)
     rank = int((sv > 1e-9 * max(1.0, sv.max())).sum())
     null = vt[rank:].T  # [unknown, gauge]
@@ -399,7 +411,7 @@ def solve_entries(design, programs: dict[str, dict[str, Any]], space: SearchSpac
             "measured": bool(np.linalg.norm(null[j]) < 1e-8) if null.size else True,
         }
     fitted = A @ x
-    info = {"pids": pids, "G": G, "values": vals, "sigma": sig, "sigma_x": sx, "x": x, "null": null,
+    info = {"pids": pids, "G": G, "values": vals, "sigma": sig, "sigma_x": sx, "x": x, "null": null, "prior_scale": type_scale,
             "unknowns": list(design.unknowns),
             "max_rel_residual": float(np.max(np.abs(fitted - vals) / t)), "bounds_active": int(np.sum(x <= 1e-12))}
     return entries, info
@@ -704,5 +716,7 @@ def _solve_and_check(data, design, space, n_items, device, lowerer, threads, set
     data["entries"] = entries
     data["monotonicity"] = history
     data["solve"] = {"max_rel_residual": info["max_rel_residual"], "bounds_active": info["bounds_active"],
-                     "gauge": design.gauge, "prior": "FLOPs x fitted ms/MFLOP (only where whole programs cannot tell parts apart)"}
+                     "gauge": design.gauge, "prior_scale": info["prior_scale"],
+                     "prior": "FLOPs (+ the embedding's elementwise work) x a fitted scale per component type; "
+                              "decides only what whole programs cannot tell apart"}
     return spent

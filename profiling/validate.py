@@ -15,7 +15,8 @@ Corrections, fitted on half the subnets and scored on the other half (held out):
 - `none`: the sum of the entries;
 - `affine`: one global `a · Σ entries + b` (the previous method);
 - `per_type`: one non-negative factor per component type plus an intercept, ridge-regularised
-  towards 1 (`fit_per_type`): measured ≈ Σ_type f_type · Σ entries of that type + b.
+  towards 1 (`fit_per_type`): measured ≈ Σ_type f_type · Σ entries of that type + b; gates share
+  their FFN's factor (`TIED`).
 The one with the lowest held-out MAPE is stored in the LUT (`correction`) and applied per component
 by `LatencyTable.component_cost`, so the corrected cost stays additive. The analytic FLOPs model gets
 the affine treatment on the same subnets, for comparison.
@@ -42,6 +43,11 @@ log = logging.getLogger(__name__)
 _SUPERNETS: dict[tuple, Any] = {}
 TYPES = tuple(COMPONENT_FIELDS)
 RIDGES = (0.001, 0.01, 0.1, 1.0)
+# Gates share their FFN's factor: in a gated space every sampled subnet has both, so a separate factor is
+# not identified (a fit once set gates to 0 and FFN to 1.23, which would over-predict every ungated model,
+# the budget's reference SASRec among them).
+TIED = {"gates": "ffn", "last_gates": "last_ffn"}
+GROUPS = tuple(t for t in TYPES if t not in TIED)
 
 
 def subnet_module(space_dict: dict, n_items: int, arch_dict: dict, seed: int = 0):
@@ -154,11 +160,19 @@ def type_matrix(rows: list[dict[str, Any]]) -> np.ndarray:
     return S
 
 
-def fit_per_type(S: np.ndarray, m: np.ndarray, ridge: float) -> tuple[np.ndarray, float]:
-    """Factors f ≥ 0 per type and an intercept b minimising Σ ((S f + b − m)/m)² + ridge · Σ (f − 1)².
+def grouped(S: np.ndarray) -> np.ndarray:
+    """Type sums [subnet, TYPES] → [subnet, GROUPS]: tied types added to the type they share a factor with."""
+    G = np.zeros((S.shape[0], len(GROUPS)))
+    for j, t in enumerate(TYPES):
+        G[:, GROUPS.index(TIED.get(t, t))] += S[:, j]
+    return G
 
-    Types absent from every row keep f = 1. The ridge keeps factors of types the fit cannot see well
-    (few subnets, types that always co-occur) at 1, i.e. at the measured entries.
+
+def fit_per_type(S: np.ndarray, m: np.ndarray, ridge: float) -> tuple[np.ndarray, float]:
+    """Factors f ≥ 0 per column of S and an intercept b minimising Σ ((S f + b − m)/m)² + ridge · Σ (f − 1)².
+
+    Columns absent from every row keep f = 1. The ridge keeps factors the fit cannot see well (few
+    subnets, types that always co-occur) at 1, i.e. at the measured entries.
     """
     from scipy.optimize import lsq_linear
 
@@ -201,9 +215,10 @@ def correction_params(kind: str, S: np.ndarray, m: np.ndarray) -> dict[str, Any]
         a, b = fit_affine(S.sum(1), m)
         return {"kind": "affine", "a": a, "b": b}
     if kind == "per_type":
-        f, b, ridge = _per_type_with_cv(S, m)
+        f, b, ridge = _per_type_with_cv(grouped(S), m)
+        by_group = dict(zip(GROUPS, f))
         return {"kind": "per_type", "a": 1.0, "b": b, "ridge": ridge,
-                "factors": {t: float(v) for t, v in zip(TYPES, f)}}
+                "factors": {t: float(by_group[TIED.get(t, t)]) for t in TYPES}}
     raise ValueError(f"unknown correction kind {kind!r}")
 
 
@@ -318,6 +333,14 @@ def validate_lut(
         canary = {"start_ms": float(np.median(canary_vals[:half])), "end_ms": float(np.median(canary_vals[-half:])),
                   "reference_ms": canary_ref}
         canary["drift"] = protocol.drift(canary["start_ms"], canary["end_ms"])
+        if canary_ref:
+            # The canary only partly follows the graphs (a slow phase slows linear attention more than
+            # the canary, for one): validation far from the build's machine state is flagged.
+            canary["vs_build"] = float(np.median(canary_vals)) / canary_ref - 1.0
+            if abs(canary["vs_build"]) > 0.15:
+                log.warning("%s: the canary runs %+.0f%% against the build: the machine is in another state than when "
+                            "the table was built; rebuilding it now (graphs are cached) makes the comparison fairer",
+                            lut_path, 100 * canary["vs_build"])
     rows: list[dict[str, Any]] = []
     for arch in archs:
         _, rec = first[arch.hash()]

@@ -408,6 +408,7 @@ def test_per_type_correction_is_picked_when_types_scale_differently_and_stays_ad
     # Inner attention varies independently of the rest (depth, L, heads): its factor is recovered. Parts every
     # model has once (scoring, embedding, last block) are collinear with the intercept: the ridge keeps them near 1.
     assert f["attention"] == pytest.approx(1.8, rel=0.1)
+    assert f["gates"] == f["ffn"] and f["last_gates"] == f["last_ffn"]  # tied: never apart in a gated space
     # Stored in the table, it is applied per component: cost stays a sum, expected_cost stays exact.
     table.data["correction"] = {**cands["per_type"]["params"], "b": 0.05}
     arch = archs[0]
