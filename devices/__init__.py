@@ -7,13 +7,15 @@ torch) are imported lazily, inside the function that needs them.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from typing import Any
 
-from easrec.devices import base as _base
+from easrec.devices.android import AndroidDevice
 from easrec.devices.base import Device, list_devices, parse_spec
+from easrec.devices.cpu import CpuDevice
+from easrec.devices.cuda import CudaDevice
 from easrec.devices.runners import Runner, load_runner
+from easrec.devices.ssh import SshDevice
 from easrec.devices.timing import LatencyStats, summarize, time_callable
 from easrec.errors import EasrecError
 
@@ -22,17 +24,14 @@ __all__ = [
     "summarize", "time_callable",
 ]
 
-_BACKENDS = {"cpu": ("cpu", "CpuDevice"), "cuda": ("cuda", "CudaDevice"), "android": ("android", "AndroidDevice"),
-             "ssh": ("ssh", "SshDevice")}
+_BACKENDS: dict[str, type[Device]] = {"cpu": CpuDevice, "cuda": CudaDevice, "android": AndroidDevice, "ssh": SshDevice}
 # Constructor parameters that come from the spec itself (cuda:N, android:SERIAL, ssh:USER@HOST:PORT).
 _FROM_SPEC = {"self", "index", "serial", "host", "user", "port"}
 
 
 def device_options(kind: str) -> tuple[str, ...]:
     """Keyword options a device kind takes besides its spec (every kind takes `threads`)."""
-    module, cls = _BACKENDS[kind]
-    backend = getattr(importlib.import_module(f"easrec.devices.{module}"), cls)
-    params = inspect.signature(backend.__init__).parameters
+    params = inspect.signature(_BACKENDS[kind].__init__).parameters
     names = [n for n, p in params.items() if n not in _FROM_SPEC and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
     return tuple(sorted(set(names) | {"threads"}))
 
@@ -58,8 +57,13 @@ def get_device(spec: str, **options: Any) -> Device:
         raise EasrecError(f"device {spec}: {kind} devices do not take option(s) {', '.join(unknown)} "
                           f"(they take: {', '.join(accepted)})")
     if kind == "cpu":
-        return _base.get_device(spec, threads=threads or 1, **options)
-    device = _base.get_device(spec, **options)
+        return CpuDevice(threads=fields.get("threads", threads or 1), **options)
+    if kind == "cuda":
+        device: Device = CudaDevice(index=fields["index"], **options)
+    elif kind == "android":
+        device = AndroidDevice(fields["serial"], **options)
+    else:
+        device = SshDevice(host=fields["host"], user=fields["user"], port=fields["port"], **options)
     # Non-cpu backends take threads per measurement; the device carries it so callers pass one value.
     device.threads = threads or 1
     return device

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from easrec.devices.base import Device
+from easrec.devices.base import Device, run_command
 from easrec.devices.timing import LatencyStats, is_stable, summarize
 
 log = logging.getLogger(__name__)
@@ -36,11 +36,6 @@ _CRASH_RE = re.compile(r"(Aborted|Segmentation fault|Illegal instruction|Bus err
                        r"not executable|Permission denied|inaccessible or not found|No such file)")
 _GONE_RE = re.compile(r"(device '[^']*' not found|device not found|no devices/emulators found|device offline|"
                       r"device unauthorized|device still authorizing)", re.I)
-
-
-def run_command(cmd: list[str], *, timeout: float) -> subprocess.CompletedProcess:
-    """Run one adb command line, capturing text output (the single place adb is executed)."""
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
 def parse_executor_runner_output(text: str, num_executions: int | None = None) -> dict[str, Any]:

@@ -108,6 +108,11 @@ def host_fingerprint(threads: int | None = None) -> dict[str, Any]:
     }
 
 
+def run_command(cmd: list[str], *, timeout: float) -> subprocess.CompletedProcess:
+    """Run one command line (adb, ssh, scp), capturing text output: the single place devices execute tools."""
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
 _SSH_RE = re.compile(r"^(?:(?P<user>[^@\s:]+)@)?(?P<host>\[[^\]]+\]|[^@\s:]+)(?::(?P<port>\d+))?$")
 
 
@@ -143,27 +148,6 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
             raise EasrecError(f"device spec {spec!r}: port {port} is out of range")
         return "ssh", {"user": m.group("user"), "host": m.group("host").strip("[]"), "port": port}
     raise EasrecError(f"device spec {spec!r}: unknown kind {kind!r} (expected one of {', '.join(KINDS)})")
-
-
-def get_device(spec: str, **options: Any) -> Device:
-    """Build the Device a spec names: cpu, cpu:N, cuda, cuda:N, android:SERIAL, ssh:USER@HOST[:PORT]."""
-    kind, fields = parse_spec(spec)
-    if kind == "cpu":
-        from easrec.devices.cpu import CpuDevice
-
-        threads = fields.get("threads", options.pop("threads", 1))
-        return CpuDevice(threads=threads, **options)
-    if kind == "cuda":
-        from easrec.devices.cuda import CudaDevice
-
-        return CudaDevice(index=fields["index"], **options)
-    if kind == "android":
-        from easrec.devices.android import AndroidDevice
-
-        return AndroidDevice(fields["serial"], **options)
-    from easrec.devices.ssh import SshDevice
-
-    return SshDevice(host=fields["host"], user=fields["user"], port=fields["port"], **options)
 
 
 def list_devices() -> list[dict[str, Any]]:

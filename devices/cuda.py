@@ -6,6 +6,7 @@ Needs only torch (any recent version) and, for `.onnx`, onnxruntime-gpu; never E
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import numpy as np
 
 from easrec.devices.base import Device, host_fingerprint
 from easrec.devices.runners import load_runner
-from easrec.devices.timing import LatencyStats, summarize, time_callable
+from easrec.devices.timing import LatencyStats, is_stable, summarize, time_callable
 
 log = logging.getLogger(__name__)
 
@@ -114,10 +115,6 @@ class CudaDevice(Device):
 
     def _time_events(self, torch: Any, runner: Any, prepared: Any, warmup: int, min_runs: int,
                      max_runs: int, max_seconds: float) -> LatencyStats:
-        import time
-
-        from easrec.devices.timing import is_stable
-
         def one() -> float:
             start = torch.cuda.Event(enable_timing=True)
             end = torch.cuda.Event(enable_timing=True)

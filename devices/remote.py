@@ -18,6 +18,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from easrec.devices.cpu import CpuDevice
+from easrec.devices.runners import runtime_for
 from easrec.errors import EasrecError
 
 
@@ -51,15 +53,10 @@ def _stdout_to_stderr() -> Iterator[None]:
 
 
 def _info(threads: int) -> dict[str, Any]:
-    from easrec.devices.cpu import CpuDevice
-
     return CpuDevice(threads=threads).info()
 
 
 def _measure(args: argparse.Namespace) -> dict[str, Any]:
-    from easrec.devices.cpu import CpuDevice
-    from easrec.devices.runners import runtime_for
-
     inputs = load_inputs(args.inputs)
     device = CpuDevice(threads=args.threads)
     stats = device.measure(

@@ -18,15 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from easrec.devices.base import Device
+from easrec.devices.base import Device, run_command
+from easrec.devices.remote import save_inputs
 from easrec.devices.timing import LatencyStats
 
 log = logging.getLogger(__name__)
-
-
-def run_command(cmd: list[str], *, timeout: float) -> subprocess.CompletedProcess:
-    """Run one command line, capturing text output (the single place ssh/scp are executed)."""
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
 class SshDevice(Device):
@@ -157,8 +153,6 @@ class SshDevice(Device):
         max_seconds: float = 10.0,
     ) -> LatencyStats:
         """Copy artifact + inputs.npz, measure remotely, parse the JSON stats."""
-        from easrec.devices.remote import save_inputs
-
         artifact = Path(artifact)
         try:
             remote_artifact = self.push(artifact)

@@ -14,6 +14,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from easrec.errors import EasrecError
+
 log = logging.getLogger(__name__)
 
 
@@ -40,8 +42,6 @@ class LatencyStats:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "LatencyStats":
         """Rebuild from `to_dict()` output; unknown keys are ignored, missing required ones raise."""
-        from easrec.errors import EasrecError
-
         required = ("median_ms", "p10_ms", "p90_ms", "mean_ms", "std_ms", "runs")
         missing = [k for k in required if k not in data]
         if missing:
@@ -66,8 +66,6 @@ def summarize(
     first_ms: float | None = None,
 ) -> LatencyStats:
     """Median, p10/p90 (linear interpolation), mean and std of steady-state samples."""
-    from easrec.errors import EasrecError
-
     if len(samples_ms) == 0:
         raise EasrecError("latency stats: no timed samples to summarize")
     arr = np.asarray(samples_ms, dtype=np.float64)
@@ -140,8 +138,6 @@ def time_callable(
     log.debug("time_callable: %d runs, stopped on %s", len(samples), reason)
     stats = summarize(samples, len(samples), None, first_ms)
     if not math.isfinite(stats.median_ms):
-        from easrec.errors import EasrecError
-
         raise EasrecError("latency stats: non-finite timings (is the clock monotonic?)")
     return stats
 
@@ -255,8 +251,6 @@ def summarize_rounds(rt: RoundTimes, canary_ref_ms: float | None, normalize: boo
         raise ValueError(f"statistic must be one of {STATISTICS}, got {statistic!r}")
     raw = np.asarray(rt.times_ms, float)
     if raw.size == 0:
-        from easrec.errors import EasrecError
-
         raise EasrecError("latency stats: no timed rounds to summarize")
     ratios = rt.ratios()
     scaled = None
