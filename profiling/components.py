@@ -33,7 +33,7 @@ attention 2.5–4×. So `easrec profile` no longer times these modules: it times
 (`program_module`: `TopKGraph` over a SASRec of one architecture), chosen by `design_programs` so that
 each new program differs from ones already chosen by one component (one more head in the last block,
 one inner block more, gates on, ...), and solves Σ components = program time for the entries
-(`easrec.profiling.lut.solve_entries`). A component's entry is then what it adds inside a whole
+(`easrec.profiling.solve.solve_entries`). A component's entry is then what it adds inside a whole
 program, the per-call overhead is counted once (the `overhead` program, `ids + 1`), and linear
 attention is timed where it runs. Components that only ever appear together (every architecture has
 one embedding, one last block and one scoring; every inner block one attention and one FFN) cannot be

@@ -11,13 +11,8 @@ Test-retest noise floor: the first `retest` subnets (≥ 10 by default) are load
 time, in a separate session; the share of them whose two measurements agree within ±10 % is the best
 any predictor can score on this machine at this load (printed beside the predictor's share).
 
-Corrections, fitted on half the subnets and scored on the other half (held out):
-- `none`: the sum of the entries;
-- `affine`: one global `a · Σ entries + b` (the previous method);
-- `per_type`: one non-negative factor per component type plus an intercept, ridge-regularised
-  towards 1 (`fit_per_type`): measured ≈ Σ_type f_type · Σ entries of that type + b; gates share
-  their FFN's factor (`TIED`).
-The one with the lowest held-out MAPE is stored in the LUT (`correction`) and applied per component
+Corrections (none, affine, per component type: `easrec.profiling.corrections`) are fitted on half
+the subnets and scored on the other half (held out); the one with the lowest held-out MAPE is stored in the LUT (`correction`) and applied per component
 by `LatencyTable.component_cost`, so the corrected cost stays additive. The analytic FLOPs model gets
 the affine treatment on the same subnets, for comparison.
 """
@@ -26,243 +21,30 @@ from __future__ import annotations
 
 import datetime
 import logging
-import random
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
-import torch
 
-from easrec.cost import COMPONENT_FIELDS
 from easrec.cost.flops import FlopsCostModel
 from easrec.errors import EasrecError, atomic_write_json
-from easrec.space import Arch
+from easrec.profiling import protocol
+from easrec.profiling.corrections import (
+    GROUPS, RIDGES, TIED, TYPES, compare_corrections, correction_params, fit_per_type, grouped, predict, type_matrix,
+)
+from easrec.profiling.scores import evaluate, fit_affine, kendall_tau, noise_floor, score, split
+from easrec.profiling.subnets import sample_archs, subnet_module
+from easrec.profiling.table import LatencyTable, device_fingerprint
 
 log = logging.getLogger(__name__)
 
-_SUPERNETS: dict[tuple, Any] = {}
-TYPES = tuple(COMPONENT_FIELDS)
-RIDGES = (0.001, 0.01, 0.1, 1.0)
-# Gates share their FFN's factor: in a gated space every sampled subnet has both, so a separate factor is
-# not identified (a fit once set gates to 0 and FFN to 1.23, which would over-predict every ungated model,
-# the budget's reference SASRec among them).
-TIED = {"gates": "ffn", "last_gates": "last_ffn"}
-GROUPS = tuple(t for t in TYPES if t not in TIED)
+# Re-exported: the validation's parts, where callers have always found them.
+__all__ = [
+    "GROUPS", "RIDGES", "TIED", "TYPES", "compare_corrections", "correction_params", "evaluate", "fit_affine",
+    "fit_per_type", "grouped", "kendall_tau", "noise_floor", "predict", "sample_archs", "score", "split",
+    "subnet_module", "summarize_rows", "type_matrix", "validate_lut",
+]
 
-
-def subnet_module(space_dict: dict, n_items: int, arch_dict: dict, seed: int = 0):
-    """(TopKGraph of the subnet `arch` extracted from a seeded supernet, example padded ids)."""
-    from easrec.export.graph import TopKGraph
-    from easrec.model.supernet import Supernet
-    from easrec.profiling.components import TOP_K, padded_ids
-    from easrec.space import SearchSpace
-
-    space = SearchSpace.from_dict(space_dict)
-    key = (space.hash(), n_items, seed)
-    if key not in _SUPERNETS:
-        torch.manual_seed(seed)
-        _SUPERNETS.clear()
-        _SUPERNETS[key] = Supernet(space, n_items).eval()
-    arch = Arch.from_dict(arch_dict)
-    sub = _SUPERNETS[key].extract(arch).eval()
-    graph = TopKGraph(sub, k=min(TOP_K, n_items)).eval()
-    return graph, (padded_ids(arch.max_len, n_items, seed=seed),)
-
-
-def sample_archs(space, n: int, seed: int = 0) -> list[Arch]:
-    """`n` distinct random architectures of `space` (fewer if the space is smaller)."""
-    rng = random.Random(seed)
-    seen: dict[str, Arch] = {}
-    tries = 0
-    while len(seen) < n and tries < 50 * n:
-        arch = space.sample(rng)
-        seen.setdefault(arch.hash(), arch)
-        tries += 1
-    return list(seen.values())
-
-
-# ---------------------------------------------------------------- metrics
-
-def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
-    """Kendall's τ-b between two sequences (ties handled), O(n²)."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    n = len(x)
-    if n < 2:
-        return float("nan")
-    i, j = np.triu_indices(n, k=1)
-    dx, dy = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
-    s = float((dx * dy).sum())
-    n0 = len(i)
-    tx, ty = float((dx == 0).sum()), float((dy == 0).sum())
-    denom = np.sqrt((n0 - tx) * (n0 - ty))
-    return s / denom if denom > 0 else float("nan")
-
-
-def fit_affine(pred: Sequence[float], measured: Sequence[float]) -> tuple[float, float]:
-    """(a, b) minimising Σ ((a·pred + b − measured) / measured)²; falls back to a ratio fit when degenerate."""
-    p, m = np.asarray(pred, float), np.asarray(measured, float)
-    w = 1.0 / np.maximum(m, 1e-9)
-    A = np.stack([p * w, w], axis=1)
-    sol, *_ = np.linalg.lstsq(A, np.ones_like(m), rcond=None)
-    a, b = float(sol[0]), float(sol[1])
-    if not np.isfinite(a) or a <= 0:
-        a, b = float(np.median(m / np.maximum(p, 1e-12))), 0.0
-    return a, b
-
-
-def score(pred: Sequence[float], measured: Sequence[float]) -> dict[str, float]:
-    """Share within ±10 %, MAPE (%), max abs % error and Kendall τ of predictions vs measurements."""
-    p, m = np.asarray(pred, float), np.asarray(measured, float)
-    err = np.abs(p - m) / m
-    return {
-        "n": int(len(m)),
-        "within_10pct": float((err <= 0.10).mean()),
-        "mape_pct": float(100 * err.mean()),
-        "max_err_pct": float(100 * err.max()),
-        "kendall_tau": kendall_tau(p, m),
-    }
-
-
-def evaluate(pred: Sequence[float], measured: Sequence[float], fit_idx: Sequence[int], test_idx: Sequence[int]) -> dict[str, Any]:
-    """Fit the affine correction on `fit_idx`, score on `test_idx` (and on all, for reference)."""
-    p, m = np.asarray(pred, float), np.asarray(measured, float)
-    a, b = fit_affine(p[list(fit_idx)], m[list(fit_idx)])
-    corrected = a * p + b
-    return {
-        "a": a, "b": b,
-        "test": score(corrected[list(test_idx)], m[list(test_idx)]),
-        "all": score(corrected, m),
-        "raw_all": score(p, m),
-        "kendall_tau_all": kendall_tau(p, m),
-    }
-
-
-def split(n: int, seed: int = 0) -> tuple[list[int], list[int]]:
-    """Random halves (fit, test) of range(n)."""
-    idx = list(range(n))
-    random.Random(seed + 1).shuffle(idx)
-    half = n // 2
-    return sorted(idx[:half]), sorted(idx[half:])
-
-
-# ---------------------------------------------------------------- corrections
-
-def type_matrix(rows: list[dict[str, Any]]) -> np.ndarray:
-    """[subnet, component type] sums of raw entries (a row without `type_sums` counts all as one type)."""
-    S = np.zeros((len(rows), len(TYPES)))
-    for i, r in enumerate(rows):
-        sums = r.get("type_sums")
-        if sums:
-            for t, v in sums.items():
-                S[i, TYPES.index(t)] = float(v)
-        else:
-            S[i, TYPES.index("attention")] = float(r["lut_sum_ms"])
-    return S
-
-
-def grouped(S: np.ndarray) -> np.ndarray:
-    """Type sums [subnet, TYPES] → [subnet, GROUPS]: tied types added to the type they share a factor with."""
-    G = np.zeros((S.shape[0], len(GROUPS)))
-    for j, t in enumerate(TYPES):
-        G[:, GROUPS.index(TIED.get(t, t))] += S[:, j]
-    return G
-
-
-def fit_per_type(S: np.ndarray, m: np.ndarray, ridge: float) -> tuple[np.ndarray, float]:
-    """Factors f ≥ 0 per column of S and an intercept b minimising Σ ((S f + b − m)/m)² + ridge · Σ (f − 1)².
-
-    Columns absent from every row keep f = 1. The ridge keeps factors the fit cannot see well (few
-    subnets, types that always co-occur) at 1, i.e. at the measured entries.
-    """
-    from scipy.optimize import lsq_linear
-
-    n, T = S.shape
-    w = 1.0 / np.maximum(m, 1e-9)
-    A = np.hstack([S * w[:, None], w[:, None]])
-    y = np.ones(n)
-    R = np.hstack([np.sqrt(ridge) * np.eye(T), np.zeros((T, 1))])
-    M = np.vstack([A, R])
-    rhs = np.concatenate([y, np.sqrt(ridge) * np.ones(T)])
-    lo = np.concatenate([np.zeros(T), [-np.inf]])
-    hi = np.full(T + 1, np.inf)
-    res = lsq_linear(M, rhs, bounds=(lo, hi), method="bvls")
-    f, b = res.x[:T], float(res.x[T])
-    f[~(S > 0).any(0)] = 1.0
-    return f, b
-
-
-def _per_type_with_cv(S: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """`fit_per_type` with the ridge chosen by leave-one-out error on the fitting rows."""
-    best = None
-    for ridge in RIDGES:
-        errs = []
-        for i in range(len(m)):
-            keep = np.arange(len(m)) != i
-            f, b = fit_per_type(S[keep], m[keep], ridge)
-            errs.append(abs(S[i] @ f + b - m[i]) / m[i])
-        e = float(np.mean(errs)) if errs else 0.0
-        if best is None or e < best[0] - 1e-12:
-            best = (e, ridge)
-    f, b = fit_per_type(S, m, best[1])
-    return f, b, best[1]
-
-
-def correction_params(kind: str, S: np.ndarray, m: np.ndarray) -> dict[str, Any]:
-    """Fit one correction kind on subnets with type sums `S` and measurements `m`."""
-    if kind == "none":
-        return {"kind": "none", "a": 1.0, "b": 0.0}
-    if kind == "affine":
-        a, b = fit_affine(S.sum(1), m)
-        return {"kind": "affine", "a": a, "b": b}
-    if kind == "per_type":
-        f, b, ridge = _per_type_with_cv(grouped(S), m)
-        by_group = dict(zip(GROUPS, f))
-        return {"kind": "per_type", "a": 1.0, "b": b, "ridge": ridge,
-                "factors": {t: float(by_group[TIED.get(t, t)]) for t in TYPES}}
-    raise ValueError(f"unknown correction kind {kind!r}")
-
-
-def predict(params: dict[str, Any], S: np.ndarray) -> np.ndarray:
-    """Corrected predictions of subnets with type sums `S`."""
-    factors = params.get("factors")
-    f = np.array([float(factors.get(t, params.get("a", 1.0))) for t in TYPES]) if factors else np.full(len(TYPES), float(params.get("a", 1.0)))
-    return S @ f + float(params.get("b", 0.0))
-
-
-def compare_corrections(rows: list[dict[str, Any]], fit_idx: Sequence[int], test_idx: Sequence[int],
-                        key: str = "measured_ms") -> dict[str, Any]:
-    """Every correction kind fitted on `fit_idx`, scored on `test_idx`; the one with the lowest held-out MAPE chosen."""
-    S = type_matrix(rows)
-    m = np.array([r[key] for r in rows], float)
-    fit_idx, test_idx = list(fit_idx), list(test_idx)
-    out: dict[str, Any] = {}
-    for kind in ("none", "affine", "per_type"):
-        if kind == "per_type" and not any(r.get("type_sums") for r in rows):
-            continue
-        params = correction_params(kind, S[fit_idx], m[fit_idx])
-        pred = predict(params, S)
-        if kind != "none" and (pred <= 0).any():
-            log.info("correction %s predicts a non-positive latency for some subnet: not a candidate", kind)
-            continue
-        out[kind] = {"params": params, "fit": score(pred[fit_idx], m[fit_idx]), "test": score(pred[test_idx], m[test_idx]),
-                     "all": score(pred, m)}
-    # Lowest held-out MAPE; on a tie the simpler correction (dict order: none, affine, per_type).
-    chosen = min(out, key=lambda k: round(out[k]["test"]["mape_pct"], 6))
-    return {"candidates": out, "chosen": chosen}
-
-
-def noise_floor(rows: list[dict[str, Any]], key: str = "measured_ms", retest_key: str = "retest_ms") -> dict[str, Any] | None:
-    """Test-retest agreement of subnets measured twice: share within ±10 %, MAPE, worst disagreement."""
-    pairs = [(r[key], r[retest_key]) for r in rows if r.get(retest_key) is not None and r.get(key)]
-    if not pairs:
-        return None
-    a, b = np.array(pairs, float).T
-    err = np.abs(b - a) / a
-    return {"n": len(pairs), "within_10pct": float((err <= 0.10).mean()), "mape_pct": float(100 * err.mean()),
-            "max_err_pct": float(100 * err.max()), "kendall_tau": kendall_tau(a, b)}
-
-
-# ---------------------------------------------------------------- the run
 
 def validate_lut(
     lut_path: str | Path,
@@ -280,9 +62,6 @@ def validate_lut(
 ) -> dict[str, Any]:
     """Measure `n_subnets` random subnets end to end (and `retest` of them twice, default max(10, n/2)
     capped at n); pick and write the correction and the metrics into the LUT."""
-    from easrec.profiling import protocol
-    from easrec.profiling.lut import LatencyTable, device_fingerprint
-
     lut_path = Path(lut_path)
     table = LatencyTable.load(lut_path)
     runtime, dtype = table.device["runtime"], table.device["dtype"]
