@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench clean runner
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# The native C++ runner (runner/) against the installed ExecuTorch wheel; needs cmake and a C++ compiler.
+runner: $(STAMP)
+	$(VENV)/bin/easrec runner build --out build/runner
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

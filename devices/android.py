@@ -1,9 +1,11 @@
-"""`android:SERIAL`: a phone over adb, timed by ExecuTorch's own `executor_runner`.
+"""`android:SERIAL`: a phone over adb, timed by easrec's native runner (`runner/`, cross-compiled).
 
-The user builds `executor_runner` for the phone (arm64-v8a, XNNPACK) and passes it as the
-`runner=PATH` option. The `.pte`, the runner and the inputs (raw little-endian int64 `.bin` files)
-go to /data/local/tmp/easrec/; the runner's per-iteration lines
-(`Iteration i of n: x ms`, printed through ET_LOG) are parsed and the warm-up iterations dropped.
+The user cross-compiles `runner/easrec_runner.cpp` for the phone with the NDK (arm64-v8a, XNNPACK;
+the exact command is in runner/README.md) and passes the binary as the `runner=PATH` option. The
+`.pte`, the runner and the input (raw little-endian int64 `.bin`, `[1, L]`) go to
+/data/local/tmp/easrec/; the runner's per-iteration lines (`warmup i ms`, `iteration i ms`, see
+`easrec.devices.native_runner`) are parsed: the same program and parser as on this machine, where
+the parsing is tested on the runner's real output through a fake `adb`. Not yet run on a phone.
 Every adb command line is built by `AndroidDevice.adb_command` and run by `run_command`.
 """
 
@@ -22,13 +24,15 @@ from typing import Any
 import numpy as np
 
 from easrec.devices.base import Device, run_command
+from easrec.devices.native_runner import parse_runner_output, runner_args, runner_error
 from easrec.devices.timing import LatencyStats, is_stable, summarize
 
 log = logging.getLogger(__name__)
 
 REMOTE_DIR = "/data/local/tmp/easrec"
-RUNNER_NAME = "executor_runner"
+RUNNER_NAME = "easrec_runner"
 
+# ExecuTorch's own executor_runner's ET_LOG lines: still read, for logs recorded with it.
 _ITER_RE = re.compile(r"Iteration (\d+) of (\d+): ([0-9.eE+-]+) ms")
 _LOAD_RE = re.compile(r"Model loaded in ([0-9.eE+-]+) ms")
 _TOTAL_RE = re.compile(r"Model executed successfully (\d+) time\(s\) in ([0-9.eE+-]+) ms")
@@ -39,11 +43,20 @@ _GONE_RE = re.compile(r"(device '[^']*' not found|device not found|no devices/em
 
 
 def parse_executor_runner_output(text: str, num_executions: int | None = None) -> dict[str, Any]:
-    """Per-iteration times (ms, in order), load time and total from executor_runner's log lines.
+    """Per-iteration times (ms, in order), load time and total from the runner's output.
 
-    Works on the posix PAL's stderr lines and on logcat lines alike. With `num_executions`, only
-    the last complete block `1..num_executions` counts (logcat may hold earlier runs).
+    easrec_runner's lines (`parse_runner_output`) when present: {"iterations_ms", "warmup_ms",
+    "load_ms", "executions", "total_ms", "topk"}. Otherwise ExecuTorch's executor_runner's ET_LOG
+    lines (`Iteration i of n: x ms`, posix stderr or logcat), for logs recorded with it; with
+    `num_executions`, only the last complete block `1..num_executions` counts there.
     """
+    try:
+        ours = parse_runner_output(text)
+    except ValueError as exc:
+        raise ValueError(f"easrec_runner output: {exc}") from exc
+    if ours["format"] is not None:
+        return {"iterations_ms": ours["iterations_ms"], "warmup_ms": ours["warmup_ms"], "load_ms": ours["load_ms"],
+                "executions": ours["executions"], "total_ms": ours["total_ms"], "topk": ours["topk"]}
     iters: list[tuple[int, int, float]] = [
         (int(m.group(1)), int(m.group(2)), float(m.group(3))) for m in _ITER_RE.finditer(text)
     ]
@@ -59,14 +72,16 @@ def parse_executor_runner_output(text: str, num_executions: int | None = None) -
     totals = _TOTAL_RE.findall(text)
     return {
         "iterations_ms": times,
+        "warmup_ms": [],
         "load_ms": float(loads[-1]) if loads else None,
         "executions": int(totals[-1][0]) if totals else None,
         "total_ms": float(totals[-1][1]) if totals else None,
+        "topk": [],
     }
 
 
 class AndroidDevice(Device):
-    """An Android phone reached with adb; options: runner (executor_runner built for the phone), adb."""
+    """An Android phone reached with adb; options: runner (easrec_runner cross-compiled for the phone), adb."""
 
     kind = "android"
 
@@ -147,16 +162,17 @@ class AndroidDevice(Device):
         return remote
 
     def push_runner(self) -> str:
-        """Copy the user's executor_runner and make it executable."""
+        """Copy the user's easrec_runner (cross-compiled from runner/) and make it executable."""
+        step = f"copying {RUNNER_NAME}"
         if self.runner is None:
-            raise self.fail("copying executor_runner", "no runner given: pass runner=PATH to an executor_runner "
-                            "built for the phone (arm64-v8a, XNNPACK)")
+            raise self.fail(step, "no runner given: pass runner=PATH (--runner) to easrec_runner cross-compiled "
+                            "for the phone from runner/ (arm64-v8a, XNNPACK; see runner/README.md)")
         if not self.runner.is_file():
-            raise self.fail("copying executor_runner", f"no such file {self.runner}")
-        self._adb("copying executor_runner", "shell", f"mkdir -p {self.remote_dir}", timeout=60)
+            raise self.fail(step, f"no such file {self.runner}")
+        self._adb(step, "shell", f"mkdir -p {self.remote_dir}", timeout=60)
         remote = f"{self.remote_dir}/{RUNNER_NAME}"
-        self._adb("copying executor_runner", "push", str(self.runner), remote)
-        self._adb("copying executor_runner", "shell", f"chmod 755 {remote}", timeout=60)
+        self._adb(step, "push", str(self.runner), remote)
+        self._adb(step, "shell", f"chmod 755 {remote}", timeout=60)
         return remote
 
     def push_inputs(self, inputs: list[np.ndarray]) -> list[str]:
@@ -172,34 +188,31 @@ class AndroidDevice(Device):
                 remote.append(self.push(path))
         return remote
 
-    def runner_command(self, runner: str, model: str, inputs: list[str], executions: int, threads: int) -> str:
-        """The shell line run on the phone (stderr merged: the posix PAL logs there)."""
-        args = [runner, f"--model_path={model}", f"--num_executions={executions}", f"--cpu_threads={threads}"]
-        if inputs:
-            args.append(f"--inputs={','.join(inputs)}")
+    def runner_command(self, runner: str, model: str, inputs: list[str], executions: int, threads: int,
+                       warmup: int = 0) -> str:
+        """The shell line run on the phone: `warmup` warm-up, then `executions` timed iterations (stderr merged)."""
+        if len(inputs) != 1:
+            raise self.fail("running easrec_runner", f"easrec artifacts take one input (item ids), got {len(inputs)}")
+        args = runner_args(runner, model, inputs=inputs[0], warmup=warmup, iterations=executions, threads=threads)
         return f"cd {self.remote_dir} && {shlex.join(args)} 2>&1"
 
     def _run_once(self, runner: str, model: str, inputs: list[str], executions: int, threads: int,
-                  name: str) -> dict[str, Any]:
-        step = f"running executor_runner on {name}"
-        out = self._adb(step, "shell", self.runner_command(runner, model, inputs, executions, threads), check=False)
+                  name: str, warmup: int = 0) -> dict[str, Any]:
+        step = f"running {RUNNER_NAME} on {name}"
+        out = self._adb(step, "shell", self.runner_command(runner, model, inputs, executions, threads, warmup),
+                        check=False)
         text = f"{out.stdout or ''}\n{out.stderr or ''}"
         if out.returncode != 0:
             crash = _CRASH_RE.search(text)
-            detail = crash.group(0) if crash else _tail(out)
+            detail = runner_error(text) or (crash.group(0) if crash else _tail(out))
             raise self.fail(step, f"exit status {out.returncode}: {detail}")
-        parsed = parse_executor_runner_output(text, executions)
-        if not parsed["iterations_ms"]:
-            # An executor_runner built with the android PAL logs to logcat, not to stdout.
-            logcat = self._adb(step, "logcat", "-d", "-s", "ExecuTorch:I", timeout=60, check=False)
-            parsed = parse_executor_runner_output(logcat.stdout or "", executions)
+        try:
+            parsed = parse_executor_runner_output(text, executions)
+        except ValueError as exc:
+            raise self.fail(step, str(exc)) from exc
         if len(parsed["iterations_ms"]) != executions:
-            if parsed["executions"] is not None:
-                detail = ("it printed only a total time; build an executor_runner that logs "
-                          "'Iteration i of n: x ms' per iteration")
-            else:
-                crash = _CRASH_RE.search(text)
-                detail = crash.group(0) if crash else f"found {len(parsed['iterations_ms'])} of {executions} iteration times"
+            crash = _CRASH_RE.search(text)
+            detail = crash.group(0) if crash else f"found {len(parsed['iterations_ms'])} of {executions} iteration times"
             raise self.fail(step, detail)
         return parsed
 
@@ -215,7 +228,7 @@ class AndroidDevice(Device):
         max_seconds: float = 10.0,
         rel_tol: float = 0.02,
     ) -> LatencyStats:
-        """Run executor_runner for warmup+min_runs iterations (more batches until stable or max_runs)."""
+        """Run easrec_runner: `warmup` warm-up and min_runs timed iterations (more batches until stable or max_runs)."""
         artifact = Path(artifact)
         if artifact.suffix.lower() != ".pte":
             raise self.fail(f"measuring {artifact.name}", "android measures ExecuTorch .pte artifacts only")
@@ -229,11 +242,12 @@ class AndroidDevice(Device):
         max_runs = max(1, max_runs)
         while len(samples) < max_runs:
             batch = min(max(1, min_runs), max_runs - len(samples))
-            parsed = self._run_once(runner, model, remote_inputs, warmup + batch, threads, artifact.name)
+            # Every batch is a fresh process (cold caches, new XNNPACK init), so every batch warms up.
+            parsed = self._run_once(runner, model, remote_inputs, batch, threads, artifact.name, warmup=warmup)
             if first_ms is None:
-                first_ms = parsed["iterations_ms"][0]
+                first_ms = (parsed["warmup_ms"] or parsed["iterations_ms"])[0]
                 load_ms = parsed["load_ms"]
-            samples.extend(parsed["iterations_ms"][warmup:])
+            samples.extend(parsed["iterations_ms"])
             if is_stable(samples, rel_tol) or time.perf_counter() - t0 >= max_seconds:
                 break
         stats = summarize(samples, len(samples), load_ms, first_ms)

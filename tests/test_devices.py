@@ -363,6 +363,9 @@ RECORDED = (DATA / "executor_runner_posix.txt").read_text()
 RECORDED_LOGCAT = (DATA / "executor_runner_logcat.txt").read_text()
 RECORDED_ITERS = [4.912344, 1.873021, 1.402117, 1.398652, 1.391208, 1.335907, 1.322068, 1.362075, 1.315795,
                   1.352871, 1.339255, 1.31464, 1.350595, 1.313, 1.344692]
+# easrec_runner's real output (runner/, built here; 5 warm-up + 10 timed iterations, stderr merged as on the phone).
+RUNNER_OUT = (DATA / "easrec_runner_posix.txt").read_text()
+RUNNER_ITERS = [0.019807, 0.019376, 0.019176, 0.019186, 0.019075, 0.019026, 0.039574, 0.019717, 4.119201, 0.28774]
 
 
 def test_parse_recorded_executor_runner_output():
@@ -372,6 +375,16 @@ def test_parse_recorded_executor_runner_output():
     assert parsed["executions"] == 15 and parsed["total_ms"] == pytest.approx(sum(RECORDED_ITERS), abs=1e-4)
     lc = parse_executor_runner_output(RECORDED_LOGCAT, 8)  # the older 3-run block is ignored
     assert len(lc["iterations_ms"]) == 8 and lc["iterations_ms"][0] == pytest.approx(6.021875)
+
+
+def test_parse_recorded_easrec_runner_output():
+    parsed = parse_executor_runner_output(RUNNER_OUT, 10)
+    assert parsed["iterations_ms"] == pytest.approx(RUNNER_ITERS) and len(parsed["warmup_ms"]) == 5
+    assert parsed["load_ms"] == pytest.approx(0.581972) and parsed["executions"] == 10
+    assert parsed["total_ms"] == pytest.approx(sum(RUNNER_ITERS), abs=1e-5)
+    assert parsed["topk"][0] == (45, pytest.approx(2.94300985)) and len(parsed["topk"]) == 10
+    with pytest.raises(ValueError, match="out of order"):
+        parse_executor_runner_output(RUNNER_OUT.replace("iteration 3 ", "iteration 4 "), 10)
 
 
 class FakeAdb:
@@ -394,14 +407,14 @@ class FakeAdb:
 def phone_files(tmp_path):
     model = tmp_path / "model.pte"
     model.write_bytes(b"PTE")
-    runner = tmp_path / "executor_runner"
+    runner = tmp_path / "easrec_runner"
     runner.write_bytes(b"\x7fELF")
     return model, runner
 
 
 def test_android_measure_builds_exact_adb_commands(monkeypatch, phone_files):
     model, runner = phone_files
-    fake = FakeAdb([("executor_runner --model_path", (0, RECORDED, ""))])
+    fake = FakeAdb([("easrec_runner --model_path", (0, RUNNER_OUT, ""))])
     monkeypatch.setattr(android_mod, "run_command", fake)
     dev = get_device("android:R58M12", runner=runner, adb="adb")
     ids = np.arange(8, dtype=np.int64).reshape(1, 8)
@@ -409,17 +422,17 @@ def test_android_measure_builds_exact_adb_commands(monkeypatch, phone_files):
     d = "/data/local/tmp/easrec"
     s = ["adb", "-s", "R58M12"]
     assert fake.commands[0] == s + ["shell", f"mkdir -p {d}"]
-    assert fake.commands[1] == s + ["push", str(runner), f"{d}/executor_runner"]
-    assert fake.commands[2] == s + ["shell", f"chmod 755 {d}/executor_runner"]
+    assert fake.commands[1] == s + ["push", str(runner), f"{d}/easrec_runner"]
+    assert fake.commands[2] == s + ["shell", f"chmod 755 {d}/easrec_runner"]
     assert fake.commands[4] == s + ["push", str(model), f"{d}/model.pte"]
     assert fake.commands[6][:4] == s + ["push"] and fake.commands[6][4].endswith("input_0.bin")
     assert fake.commands[6][5] == f"{d}/input_0.bin"
-    assert fake.commands[-1] == s + ["shell", f"cd {d} && {d}/executor_runner --model_path={d}/model.pte "
-                                     f"--num_executions=15 --cpu_threads=4 --inputs={d}/input_0.bin 2>&1"]
+    assert fake.commands[-1] == s + ["shell", f"cd {d} && {d}/easrec_runner --model_path={d}/model.pte "
+                                     f"--inputs={d}/input_0.bin --warmup=5 --iterations=10 --threads=4 2>&1"]
     assert len(fake.commands) == 8
-    assert stats.runs == 10 and stats.samples_ms == pytest.approx(RECORDED_ITERS[5:])
-    assert stats.first_ms == pytest.approx(4.912344) and stats.load_ms == pytest.approx(3.21875)
-    assert stats.median_ms == pytest.approx(np.median(RECORDED_ITERS[5:]))
+    assert stats.runs == 10 and stats.samples_ms == pytest.approx(RUNNER_ITERS)
+    assert stats.first_ms == pytest.approx(0.582063) and stats.load_ms == pytest.approx(0.581972)
+    assert stats.median_ms == pytest.approx(np.median(RUNNER_ITERS))
 
 
 def test_android_inputs_are_raw_little_endian_int64(monkeypatch, phone_files, tmp_path):
@@ -439,16 +452,6 @@ def test_android_inputs_are_raw_little_endian_int64(monkeypatch, phone_files, tm
         dev.push_inputs([ids.astype(np.float32)])
 
 
-def test_android_logcat_fallback(monkeypatch, phone_files):
-    model, runner = phone_files
-    fake = FakeAdb([("executor_runner --model_path", (0, "", "")), ("logcat", (0, RECORDED_LOGCAT, ""))])
-    monkeypatch.setattr(android_mod, "run_command", fake)
-    dev = AndroidDevice("S1", runner=runner, adb="adb")
-    stats = dev.measure(model, [np.zeros((1, 8), np.int64)], warmup=2, min_runs=6, max_runs=6)
-    assert fake.commands[-1] == ["adb", "-s", "S1", "logcat", "-d", "-s", "ExecuTorch:I"]
-    assert stats.runs == 6 and stats.first_ms == pytest.approx(6.021875) and stats.load_ms == pytest.approx(2.90625)
-
-
 def test_android_info_reads_properties(monkeypatch):
     fake = FakeAdb([("ro.product.model", (0, "Pixel 7\n", "")), ("ro.build.version.release", (0, "14\n", "")),
                     ("ro.product.cpu.abi", (0, "arm64-v8a\n", "")), ("scaling_governor", (0, "schedutil\n", ""))])
@@ -464,23 +467,27 @@ def test_android_vanished_device_and_crash(monkeypatch, phone_files):
     gone = FakeAdb([("push", (1, "", "adb: device 'R58M12' not found\n"))])
     monkeypatch.setattr(android_mod, "run_command", gone)
     dev = AndroidDevice("R58M12", runner=runner, adb="adb")
-    with pytest.raises(EasrecError, match=r"^android:R58M12: copying executor_runner failed: .*not found"):
+    with pytest.raises(EasrecError, match=r"^android:R58M12: copying easrec_runner failed: .*not found"):
         dev.measure(model, [np.zeros((1, 8), np.int64)])
-    crash = FakeAdb([("executor_runner --model_path", (134, "I 00:00:00.000100 executorch:executor_runner.cpp:318] x\n"
-                                                            "Aborted \n", ""))])
+    crash = FakeAdb([("easrec_runner --model_path", (134, "I 00:00:00.000100 executorch:method.cpp:318] x\n"
+                                                          "Aborted \n", ""))])
     monkeypatch.setattr(android_mod, "run_command", crash)
-    with pytest.raises(EasrecError, match=r"^android:R58M12: running executor_runner on model.pte failed: exit status 134: Aborted"):
+    with pytest.raises(EasrecError, match=r"^android:R58M12: running easrec_runner on model.pte failed: exit status 134: Aborted"):
         dev.measure(model, [np.zeros((1, 8), np.int64)])
-    short = FakeAdb([("executor_runner --model_path", (0, RECORDED, ""))])  # asks 12, gets 15
+    refused = FakeAdb([("easrec_runner --model_path", (1, "easrec_runner: error: model.pte: cannot open: AccessFailed (0x22)\n", ""))])
+    monkeypatch.setattr(android_mod, "run_command", refused)
+    with pytest.raises(EasrecError, match=r"exit status 1: model.pte: cannot open: AccessFailed"):
+        dev.measure(model, [np.zeros((1, 8), np.int64)])
+    short = FakeAdb([("easrec_runner --model_path", (0, RUNNER_OUT, ""))])  # asks 12, gets 10
     monkeypatch.setattr(android_mod, "run_command", short)
-    with pytest.raises(EasrecError, match="found 0 of 12 iteration times"):
-        dev.measure(model, [np.zeros((1, 8), np.int64)], warmup=2, min_runs=10, max_runs=10)
+    with pytest.raises(EasrecError, match="found 10 of 12 iteration times"):
+        dev.measure(model, [np.zeros((1, 8), np.int64)], warmup=2, min_runs=12, max_runs=12)
 
 
 def test_android_missing_runner_and_missing_adb(monkeypatch, phone_files):
     model, _ = phone_files
     monkeypatch.setattr(android_mod, "run_command", FakeAdb([]))
-    with pytest.raises(EasrecError, match="android:S1: copying executor_runner failed: no runner given"):
+    with pytest.raises(EasrecError, match="android:S1: copying easrec_runner failed: no runner given"):
         AndroidDevice("S1", adb="adb").measure(model, [np.zeros((1, 8), np.int64)])
     monkeypatch.setattr(android_mod.shutil, "which", lambda name: None)
     with pytest.raises(EasrecError, match="android:S1: .* failed: `adb` is not on PATH"):
@@ -510,7 +517,7 @@ def test_android_real_device(artifacts):
     info = dev.info()
     assert info["model"] and info["os"].startswith("Android")
     if not runner:
-        pytest.skip("info() ran on the phone; set EASREC_ANDROID_RUNNER to an executor_runner built for it to measure")
+        pytest.skip("info() ran on the phone; set EASREC_ANDROID_RUNNER to easrec_runner cross-compiled for it to measure")
     stats = dev.measure(artifacts["paths"]["pte"], [artifacts["ids"]], warmup=5, min_runs=20, max_runs=20)
     assert stats.runs == 20 and 0 < stats.p10_ms <= stats.median_ms <= stats.p90_ms
 

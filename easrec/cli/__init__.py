@@ -23,7 +23,8 @@ from easrec.errors import EasrecError
 
 # Command modules, in the order `easrec --help` lists them. A module that is missing (an optional
 # part not installed) is skipped so the rest of the CLI still works.
-COMMAND_MODULES = ["data", "train", "compare", "search", "profile", "devices", "export", "energy", "report", "run"]
+COMMAND_MODULES = ["data", "train", "compare", "search", "profile", "devices", "export", "energy", "report", "run",
+                   "runner"]
 
 # What to do after Ctrl-C, per command: only some commands take --resume.
 INTERRUPT_HINTS = {
