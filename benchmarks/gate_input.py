@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from easrec.data import data_config, load_dataset
-from easrec.errors import atomic_write_json
+from easrec.io import atomic_write_json
 from easrec.model.sasrec import DEFAULT_DROPOUT
 from easrec.train.run import read_per_user, sasrec_arch, train_run
 from easrec.train.stats import mean_ci_over_seeds, paired_bootstrap

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from easrec.data import data_config, load_dataset
-from easrec.errors import atomic_write_json
+from easrec.io import atomic_write_json
 from easrec.model.sasrec import DEFAULT_DROPOUT
 from easrec.search.gates import GatesConfig
 from easrec.search.run import load_cost_model, resolve_budget, search_run

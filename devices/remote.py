@@ -21,6 +21,7 @@ import numpy as np
 from easrec.devices.cpu import CpuDevice
 from easrec.devices.runners import runtime_for
 from easrec.errors import EasrecError
+from easrec.io import package_version
 
 
 def save_inputs(path: str | Path, inputs: list[np.ndarray]) -> None:
@@ -70,13 +71,7 @@ def _measure(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _runtime_version(runtime: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    dist = {"executorch": "executorch", "onnxruntime": "onnxruntime", "torch": "torch"}[runtime]
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return None
+    return package_version({"executorch": "executorch", "onnxruntime": "onnxruntime", "torch": "torch"}[runtime])
 
 
 def build_parser() -> argparse.ArgumentParser:

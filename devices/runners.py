@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from easrec.errors import EasrecError
+from easrec.io import package_version
 
 log = logging.getLogger(__name__)
 
@@ -312,12 +313,7 @@ def runtime_for(path: str | Path) -> str:
 
 
 def _version(dist: str, module: Any) -> str:
-    try:
-        from importlib.metadata import version
-
-        return version(dist)
-    except Exception:
-        return str(getattr(module, "__version__", "unknown"))
+    return package_version(dist) or str(getattr(module, "__version__", "unknown"))
 
 
 def _one_line(exc: BaseException) -> str:

@@ -1,4 +1,4 @@
-"""The one exception type the CLI turns into a one-line message and exit code 2, and atomic file writers."""
+"""The one exception type the CLI turns into a one-line message and exit code 2."""
 
 from __future__ import annotations
 
@@ -38,42 +38,24 @@ def field_of(message: str) -> str | None:
     return found.group(1) if found else None
 
 
+# The atomic writers live in `easrec.io`; these names stay only for export/, which still imports them
+# from here (remove them, and the errors <-> io entry of tests/test_structure.py, once it imports easrec.io).
 def atomic_write_bytes(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file and rename, so readers never see half a file."""
-    import os
-    import tempfile
+    """Forward to `easrec.io.atomic_write_bytes`."""
+    from easrec import io
 
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = None
-    try:
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp creates 0600; give the file the permissions a plain open() would (0666 minus umask).
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(exc, OSError) and exc.filename is None:
-            # A failed write (ENOSPC, EIO) carries no file name; name the file being written for the one-line error.
-            exc.filename = path
-        raise
+    io.atomic_write_bytes(path, data)
 
 
 def atomic_write_text(path, text: str) -> None:
-    """Write ``text`` (UTF-8) atomically."""
-    atomic_write_bytes(path, text.encode("utf-8"))
+    """Forward to `easrec.io.atomic_write_text`."""
+    from easrec import io
+
+    io.atomic_write_text(path, text)
 
 
 def atomic_write_json(path, obj) -> None:
-    """Write ``obj`` as indented JSON atomically."""
-    import json
+    """Forward to `easrec.io.atomic_write_json`."""
+    from easrec import io
 
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    io.atomic_write_json(path, obj)

@@ -1,16 +1,21 @@
-"""Output locations: check that a command can write where it is told to, before it starts the work.
+"""Files and versions: atomic writes, JSON reading and writing, output checks, installed package versions.
 
-A command that trains for an hour or measures a whole LUT and then fails to save it wastes the
-work; `ensure_writable` probes the location first (creating and removing a small file), so a
-read-only folder, a full disk or a path through a regular file fails at once, in one line.
+Every file easrec writes goes through `atomic_write_bytes` (a temporary file in the same folder,
+fsync, rename), so a crash or a full disk leaves the previous version whole. A command that trains
+for an hour or measures a whole LUT and then fails to save it wastes the work; `ensure_writable`
+probes the location first (creating and removing a small file), so a read-only folder, a full disk
+or a path through a regular file fails at once, in one line.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 from easrec.errors import EasrecError
 
@@ -18,6 +23,63 @@ log = logging.getLogger(__name__)
 
 # Bytes written by the probe: enough that a full file system refuses them (an empty file needs no block).
 PROBE_BYTES = 4096
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file and rename, so readers never see half a file."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = None
+    try:
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        # mkstemp creates 0600; give the file the permissions a plain open() would (0666 minus umask).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None:
+            # A failed write (ENOSPC, EIO) carries no file name; name the file being written for the one-line error.
+            exc.filename = path
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON atomically."""
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: str | os.PathLike, what: str = "file") -> Any:
+    """Read a JSON file; a missing file or invalid JSON is a one-line EasrecError naming the file (`what` names its role)."""
+    path = Path(path)
+    if not path.exists():
+        raise EasrecError(f"{path}: {what} not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise EasrecError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+    except UnicodeDecodeError as exc:
+        raise EasrecError(f"{path}: not a UTF-8 JSON file ({exc.reason})") from None
+
+
+def package_version(dist: str, default: str | None = None) -> str | None:
+    """The installed version of distribution `dist` (`importlib.metadata`), or `default` when it is not installed."""
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return default
 
 
 def nearest_existing(path: Path) -> Path:

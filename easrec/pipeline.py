@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from easrec.errors import EasrecError, atomic_write_json
+from easrec.errors import EasrecError
+from easrec.io import atomic_write_json
 from easrec.space import Arch, SearchSpace, reference_arch
 
 log = logging.getLogger(__name__)

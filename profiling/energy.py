@@ -48,7 +48,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from easrec.errors import EasrecError, atomic_write_json
+from easrec.errors import EasrecError
+from easrec.io import atomic_write_json, package_version
 
 log = logging.getLogger(__name__)
 
@@ -131,12 +132,7 @@ def _combined_source(parts: dict[str, PartEnergy]) -> str:
 # ------------------------------------------------------------------------------------ codecarbon
 
 def _codecarbon_version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("codecarbon")
-    except Exception:
-        return "unknown"
+    return package_version("codecarbon", "unknown")
 
 
 def _quiet_codecarbon() -> None:

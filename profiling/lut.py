@@ -13,7 +13,8 @@ import logging
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from easrec.errors import EasrecError, atomic_write_json
+from easrec.errors import EasrecError
+from easrec.io import atomic_write_json
 from easrec.export.lowering import check
 from easrec.profiling import protocol
 from easrec.profiling.components import design_programs

@@ -29,7 +29,8 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from easrec.errors import EasrecError, atomic_write_text
+from easrec.errors import EasrecError
+from easrec.io import atomic_write_text, package_version, read_json
 
 log = logging.getLogger(__name__)
 
@@ -62,17 +63,10 @@ window.addEventListener('load',function(){
 
 # ------------------------------------------------------------------------------------ loading
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EasrecError(f"{path}: not readable JSON ({exc})") from exc
-
-
 def _load(value: Any, key: str | None = None) -> Any:
     """A path (str/Path) → its JSON; a dict wrapping a list under `key` → the list; otherwise as is."""
     if isinstance(value, (str, Path)):
-        value = _read_json(Path(value))
+        value = read_json(Path(value))
     if key and isinstance(value, dict) and isinstance(value.get(key), list):
         return value[key]
     return value
@@ -94,25 +88,19 @@ def load_run(run_dir: str | Path) -> dict[str, Any]:
         raise EasrecError(f"{run}: no such run directory")
     if not (run / "metrics.json").is_file():
         raise EasrecError(f"{run}: no metrics.json (train or search the run first)")
-    out = {"dir": str(run), "metrics": _read_json(run / "metrics.json")}
+    out = {"dir": str(run), "metrics": read_json(run / "metrics.json")}
     arch = out["metrics"].get("arch")
     if (run / "arch.json").is_file():
-        arch = _read_json(run / "arch.json")
+        arch = read_json(run / "arch.json")
     out["arch"] = arch
-    out["config"] = _read_json(run / "config.json") if (run / "config.json").is_file() else {}
+    out["config"] = read_json(run / "config.json") if (run / "config.json").is_file() else {}
     return out
 
 
 def versions() -> dict[str, str]:
     """Python, platform and the versions of the packages easrec's numbers depend on."""
-    from importlib.metadata import PackageNotFoundError, version
-
     out = {"python": platform.python_version(), "platform": platform.platform()}
-    for pkg in VERSION_PACKAGES:
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "not installed"
+    out.update({pkg: package_version(pkg, "not installed") for pkg in VERSION_PACKAGES})
     return out
 
 

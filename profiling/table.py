@@ -42,7 +42,8 @@ from typing import Any, Iterable
 import torch
 
 from easrec.cost import COMPONENT_FIELDS, Component, CostModel, components, space_components
-from easrec.errors import EasrecError, atomic_write_json
+from easrec.errors import EasrecError
+from easrec.io import atomic_write_json
 from easrec.export.lowering import runtime_version
 from easrec.space import Arch, SearchSpace
 

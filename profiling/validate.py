@@ -27,7 +27,8 @@ from typing import Any, Callable
 import numpy as np
 
 from easrec.cost.flops import FlopsCostModel
-from easrec.errors import EasrecError, atomic_write_json
+from easrec.errors import EasrecError
+from easrec.io import atomic_write_json
 from easrec.profiling import protocol
 from easrec.profiling.corrections import (
     GROUPS, RIDGES, TIED, TYPES, compare_corrections, correction_params, fit_per_type, grouped, predict, type_matrix,

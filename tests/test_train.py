@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from easrec.data import Split, load_dataset, synthetic_dataset
-from easrec.errors import EasrecError, atomic_write_bytes
+from easrec.errors import EasrecError
+from easrec.io import atomic_write_bytes
 from easrec.model import NEG, SASRec
 from easrec.train import load_model, save_model
 from easrec.train.checkpoint import CHECKPOINT_FILE, MODEL_FILE, load_torch, save_torch

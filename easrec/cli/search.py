@@ -125,7 +125,7 @@ def _reference(run: Path):
     """The architecture of a trained run (RUN/arch.json), the --budget-ratio reference."""
     from easrec.errors import EasrecError
     from easrec.space import Arch
-    from easrec.train.checkpoint import read_json
+    from easrec.io import read_json
 
     path = Path(run) / "arch.json"
     if not Path(run).is_dir():

@@ -120,7 +120,8 @@ SEED_SUMMARY_SCALARS = ("best_epoch", "epochs", "train_seconds", "seconds_to_bes
 
 def _train_seeds(args, dataset, data_cfg, arch, config) -> dict:
     """Train seeds --seed .. --seed+N-1 into OUT/seed-K and summarise them (mean ± std, t-interval) in OUT/seeds.json."""
-    from easrec.train.checkpoint import CHECKPOINT_FILE, read_json, write_json
+    from easrec.io import atomic_write_json, read_json
+    from easrec.train.checkpoint import CHECKPOINT_FILE
     from easrec.train.stats import mean_ci_over_seeds
 
     seeds = [args.seed + i for i in range(args.seeds)]
@@ -142,7 +143,7 @@ def _train_seeds(args, dataset, data_cfg, arch, config) -> dict:
     for key in SEED_SUMMARY_SCALARS:
         if all(key in m for m in runs):
             summary[key] = mean_ci_over_seeds([m[key] for m in runs])
-    write_json(Path(args.out) / "seeds.json", summary)
+    atomic_write_json(Path(args.out) / "seeds.json", summary)
     summary["out"] = str(args.out)
 
     def pm(stat: dict) -> str:

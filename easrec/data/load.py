@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from easrec.data.dataset import Dataset, build_dataset, k_core_mask
 from easrec.data.fetch import cached_ratings_path
@@ -88,6 +87,8 @@ def load_dataset(
     seed: int = 0,
 ) -> Dataset:
     """Load a data set by name or path, filter it and return chronological per-user sequences."""
+    import pandas as pd
+
     if k_core < 0:
         raise EasrecError(f"k_core must be >= 0, got {k_core}")
     target = resolve(spec)

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from easrec.cost import ArchProbs, CostModel
 from easrec.data import Split
 from easrec.errors import EasrecError
+from easrec.io import atomic_write_text
 from easrec.model import SoftChoice, Supernet
 from easrec.search.projection import ChoiceLogProbs, grow_within, most_probable_within
 from easrec.space import Arch, LayerArch, SearchSpace
@@ -372,8 +373,6 @@ def choose_architecture(supernet: Supernet, split: Split, alpha: ArchParams, cos
 
 def write_search_log(path: Path, entries: list[dict]) -> None:
     """The α / λ / expected-cost trace, one JSON object per line."""
-    from easrec.errors import atomic_write_text
-
     atomic_write_text(path, "".join(json.dumps(e) + "\n" for e in entries))
 
 

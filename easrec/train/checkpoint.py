@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import json
 import logging
 import os
 import pickle
@@ -28,7 +27,9 @@ from typing import Any
 import torch
 
 from easrec import __version__
-from easrec.errors import EasrecError, atomic_write_bytes, atomic_write_json
+from easrec.data import load_dataset
+from easrec.errors import EasrecError
+from easrec.io import atomic_write_bytes, atomic_write_json, read_json
 from easrec.model import SASRec
 from easrec.space import Arch
 
@@ -153,20 +154,8 @@ def load_model(path: Path) -> SASRec:
     return model.eval()
 
 
-def read_json(path: Path, what: str = "file") -> dict:
-    """Read a JSON file with one-line errors."""
-    path = Path(path)
-    if not path.exists():
-        raise EasrecError(f"{path}: {what} not found")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise EasrecError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """Write JSON atomically."""
-    atomic_write_json(path, obj)
+# Run records are JSON written atomically; `read_json` stays importable from here (export/ reads runs with it).
+write_json = atomic_write_json
 
 
 def run_data_config(run: Path) -> dict:
@@ -176,7 +165,5 @@ def run_data_config(run: Path) -> dict:
 
 def load_run_dataset(run: Path):
     """Reload the data set a run was trained on, with the same filters (for evaluation, export parity)."""
-    from easrec.data import load_dataset
-
     cfg = run_data_config(run)
     return load_dataset(cfg["spec"], **cfg.get("options", {}))

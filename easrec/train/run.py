@@ -15,11 +15,12 @@ import torch
 
 from easrec import __version__
 from easrec.data import Dataset
-from easrec.errors import EasrecError, atomic_write_text
+from easrec.errors import EasrecError
+from easrec.io import atomic_write_json, atomic_write_text, read_json
 from easrec.model import SASRec
 from easrec.model.sasrec import DEFAULT_DROPOUT
 from easrec.space import Arch, LayerArch
-from easrec.train.checkpoint import MODEL_FILE, read_json, save_model, write_json
+from easrec.train.checkpoint import MODEL_FILE, save_model
 from easrec.train.evaluate import evaluate_model, model_ranks
 from easrec.train.metrics import KS, per_user_metrics
 from easrec.train.trainer import TrainConfig, train_model
@@ -50,12 +51,12 @@ def write_run(out: Path, model: SASRec, dataset: Dataset, data_cfg: dict, train_
               extra_config: dict | None = None) -> None:
     """Write the run directory: config, arch, mapping, model weights, metrics, per-user test metrics."""
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "config.json", {"data": data_cfg, "train": asdict(train_cfg), **(extra_config or {}),
+    atomic_write_json(out / "config.json", {"data": data_cfg, "train": asdict(train_cfg), **(extra_config or {}),
                                       "versions": versions()})
-    write_json(out / "arch.json", model.arch.to_dict())
-    write_json(out / "mapping.json", dataset.mapping())
+    atomic_write_json(out / "arch.json", model.arch.to_dict())
+    atomic_write_json(out / "mapping.json", dataset.mapping())
     save_model(model, out / MODEL_FILE)
-    write_json(out / "metrics.json", metrics)
+    atomic_write_json(out / "metrics.json", metrics)
     write_per_user(out / PER_USER_FILE, per_user_record(model, dataset, data_cfg, train_cfg.keep_seen))
 
 

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import logging
 import math
+from pathlib import Path
 
 import numpy as np
 
 from easrec.errors import EasrecError
+from easrec.io import read_json
+from easrec.train.run import PER_USER_FILE, read_per_user
 
 log = logging.getLogger(__name__)
 
@@ -136,10 +139,6 @@ _SAME_EVAL = ("split", "protocol", "keep_seen")
 
 def expand_runs(paths) -> list:
     """Run directories named by `paths`: a run (with per_user.json) or a multi-seed folder (seeds.json / seed-*)."""
-    from pathlib import Path
-
-    from easrec.train.checkpoint import read_json
-    from easrec.train.run import PER_USER_FILE
 
     runs: list[Path] = []
     for raw in paths:
@@ -174,8 +173,6 @@ def _check_same(ref: dict, ref_run, other: dict, other_run) -> None:
 
 def compare_runs(runs_a, runs_b, *, metric: str = "ndcg@10", n_boot: int = 10_000, seed: int = 0) -> dict:
     """Paired bootstrap of B − A on per-user `metric` (each side averaged over its runs), with mean ± std over seeds."""
-    from easrec.train.run import read_per_user
-
     sides = {}
     ref = ref_run = None
     for name, paths in (("a", runs_a), ("b", runs_b)):
