@@ -409,13 +409,9 @@ def test_fetch_from_local_zip(monkeypatch, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ml-1m"]
 
 
-def test_synthetic_defaults_fast_and_long_range():
-    import time
-
-    start = time.perf_counter()
+def test_synthetic_defaults_long_range():
+    # Its speed (goal < 2 s) is measured by benchmarks/synthetic_speed.py: a wall-clock bound is not a test.
     ds = synthetic_dataset()
-    elapsed = time.perf_counter() - start
-    assert elapsed < 4.0  # spec: < 2 s; slack for a loaded shared machine
     assert len(ds.sequences) == 2000 and ds.lengths().max() > 200
     x, y = ds.split().eval_arrays("test", 100)
     # returns to items seen 30-80 steps back: a longer window contains the target clearly more often

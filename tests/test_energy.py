@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +48,10 @@ def test_cpu_energy_is_estimated_here_and_explained(tiny_onnx):
         assert part.source in ("measured", "estimated", "none")
         assert part.explanation
     assert res.joules_per_inference == pytest.approx(sum(p.joules_per_inference for p in res.parts.values()))
-    assert res.parts["cpu"].joules_per_inference > 0
+    # The window's CPU energy is positive; the net figure (window minus idle baseline) may be clamped to 0
+    # on a machine whose other load changes between the two windows, so it is only required to be >= 0 (above).
+    cpu = res.parts["cpu"]
+    assert cpu.gross_joules > 0 and cpu.active_power_w > 0 and math.isfinite(cpu.raw_joules_per_inference)
     assert res.parts["gpu"].source == "none"
     assert res.tool.startswith("codecarbon") and "offline" in res.tool
     assert res.co2e_kg_per_inference is not None and res.co2e_kg_per_inference >= 0

@@ -15,7 +15,7 @@ from easrec.cost import Component, components, space_components
 from easrec.devices import get_device
 from easrec.errors import EasrecError
 from easrec.export.graph import TopKGraph
-from easrec.model.sasrec import SASRec
+from easrec.model.sasrec import SASRec, layer_norm
 from easrec.profiling.components import (
     AttentionPart, EmbeddingPart, FeedForwardPart, component_module, design_programs, padded_ids, program_id,
     running_mean,
@@ -48,16 +48,33 @@ def test_component_parts_reproduce_sasrec_forward(kind, gates):
         x = AttentionPart(model, 0, arch, last=False)(x0, mask, keep)
         ffn0 = FeedForwardPart(model, 0, arch, last=False, gated=gates)
         x = ffn0(x, keep, x0) if gates else ffn0(x, keep)
+        x_inner = x
         x = AttentionPart(model, 1, arch, last=True)(x, mask, keep)
         ffn1 = FeedForwardPart(model, 1, arch, last=True, gated=gates)
         h = ffn1(x, keep, running_mean(x0, keep)[:, -1:]) if gates else ffn1(x, keep)
         assert torch.equal(h, ref_h)
-        # The full-sequence path's first block equals the real model's first block too.
-        assert ref_full.shape == (1, 20, 32)
+        # The full-sequence path (every block an inner one) reproduces the model's hidden states at every position.
+        x = AttentionPart(model, 1, arch, last=False)(x_inner, mask, keep)
+        ffn1_full = FeedForwardPart(model, 1, arch, last=False, gated=gates)
+        full = ffn1_full(x, keep, x0) if gates else ffn1_full(x, keep)
+        full = layer_norm(model.ln_f, full, arch.d)
+        assert full.shape == ref_full.shape == (1, 20, 32)
+        torch.testing.assert_close(full, ref_full, rtol=1e-5, atol=1e-6)
         scorer, (hh, ids2) = component_module(Component.make("scoring", d=32), N_ITEMS, model=model)
         idx, val = scorer(ref_h, ids)
         ref_idx, ref_val = TopKGraph(model)(ids)
         assert torch.equal(idx, ref_idx) and torch.equal(val, ref_val)
+
+
+def expected_shapes(c: Component) -> list[tuple[int, ...]]:
+    """The output shapes of a component's module (batch 1)."""
+    k = dict(c.key)
+    L, d = k.get("L"), k.get("d")
+    return {
+        "overhead": [(1, 50)], "embedding": [(1, L, d), (1, 1, L, L), (1, L)], "scoring": [(1, 10), (1, 10)],
+        "attention": [(1, L, d)], "ffn": [(1, L, d)], "gates": [(1, L, d)],
+        "last_attention": [(1, 1, d)], "last_ffn": [(1, d)], "last_gates": [(1, d)],
+    }[c.name]
 
 
 def test_every_component_of_the_space_builds_and_runs():
@@ -65,9 +82,22 @@ def test_every_component_of_the_space_builds_and_runs():
         module, inputs = component_module(c, N_ITEMS, TINY.head_size)
         with torch.no_grad():
             out = module(*inputs)
-        assert out is not None
+            again = module(*inputs)
+        outs, agains = (list(out), list(again)) if isinstance(out, tuple) else ([out], [again])
+        assert [tuple(o.shape) for o in outs] == expected_shapes(c), c.id()
+        for o, a in zip(outs, agains):
+            assert torch.equal(o, a), f"{c.id()}: not deterministic"
+            if o.is_floating_point():
+                assert torch.isfinite(o).all(), c.id()
+        if c.name == "overhead":
+            assert torch.equal(out, inputs[0] + 1)
         if c.name == "embedding":
-            assert inputs[0].dtype == torch.int64 and (inputs[0][0, 0] == 0)  # left padding
+            ids = inputs[0]
+            assert ids.dtype == torch.int64 and ids[0, 0] == 0  # left padding
+            assert torch.equal(out[2].bool(), ids != 0)  # keep marks the real items
+        if c.name == "scoring":
+            idx, val = out
+            assert idx.dtype == torch.int64 and bool((val[:, :-1] >= val[:, 1:]).all())  # top-k, best first
 
 
 # ------------------------------------------------------------------ the program design
