@@ -1,6 +1,6 @@
 """Latency statistics and the timing loop shared by every device backend.
 
-The protocol (see FACTS.md, "Latency measurement"): warm-up runs that are not kept, then timed runs
+The protocol: warm-up runs that are not kept, then timed runs
 until the median is stable, with load time and the first run reported apart from the steady state.
 """
 

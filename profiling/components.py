@@ -54,7 +54,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from easrec.cost import Component, components
+from easrec.cost import Component, components, space_components
 from easrec.export.graph import TopKGraph
 from easrec.model.sasrec import SASRec, layer_norm, running_mean
 from easrec.space import Arch, LayerArch
@@ -326,8 +326,6 @@ def design_programs(space, extra: Iterable[Arch] = ()) -> ProgramDesign:
     Candidates come cheapest first (`candidate_programs`); one is kept when its component counts are
     not a combination of the kept ones'. The overhead program comes first.
     """
-    from easrec.cost import space_components
-
     extra = list(extra)
     unknowns = [c.id() for c in space_components(space, extra)]
     index = {u: j for j, u in enumerate(unknowns)}

@@ -4,7 +4,7 @@ One implementation of every block serves three uses: the plain model that `easre
 weight-sharing supernet (the same modules at their largest size, run with an active `Arch` that
 slices their weights), and the modules the profiler measures. Attention is written by hand
 (`q @ kᵀ * scale + additive mask`) because `nn.TransformerEncoderLayer` does not `torch.export`
-and SDPA with a mask lowers to ops XNNPACK will not take (FACTS.md).
+and SDPA with a mask lowers to ops XNNPACK will not take.
 """
 
 from __future__ import annotations

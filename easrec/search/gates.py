@@ -8,7 +8,7 @@ attention kind change tensor shapes: weight steps sample one of them from softma
 two paths that differ in one of them and mix their predictive distributions (`gates_search`), so
 every choice gets a gradient that compares candidates. τ is annealed from 1 to 0.01 over the search.
 
-Constraint (DESIGN.md, Search). `dynamic`: penalty λ·max(0, E[c]/T_t − 1) where the target T_t
+Constraint (README.md, "How the search works"). `dynamic`: penalty λ·max(0, E[c]/T_t − 1) where the target T_t
 tightens from the full model's cost to the budget T during warm-up and λ follows dual ascent (grows
 while over budget, decays when under). `paper`: the paper's fixed λ = 0.01 on normalised FLOPs,
 scaled by the most likely depth / max depth. Either way the result is the most probable
