@@ -12,9 +12,11 @@ Every adb command line is built by `AndroidDevice.adb_command` and run by `run_c
 from __future__ import annotations
 
 import logging
+import math
 import re
 import shlex
 import shutil
+import statistics
 import subprocess
 import tempfile
 import time
@@ -24,6 +26,10 @@ from typing import Any
 import numpy as np
 
 from easrec.devices.base import Device, run_command
+from easrec.devices.battery import (
+    android_energy_from_samples, battery_sampler_script, parse_battery_samples, parse_dumpsys_battery,
+)
+from easrec.devices.energy import EnergyResult
 from easrec.devices.native_runner import parse_runner_output, runner_args, runner_error
 from easrec.devices.timing import LatencyStats, is_stable, summarize
 
@@ -149,6 +155,47 @@ class AndroidDevice(Device):
         out = self._adb("reading battery", "shell", "cat /sys/class/power_supply/battery/current_now "
                         "/sys/class/power_supply/battery/voltage_now", timeout=30, check=False)
         return out.returncode == 0 and len(out.stdout.split()) == 2
+
+    def energy(self, artifact: Path, inputs: list[np.ndarray], runs: int, *, threads: int = 1,
+               period_s: float = 0.1, min_seconds: float = 5.0) -> EnergyResult:
+        """Battery power while the runner runs `runs` inferences, minus an idle window of the same length."""
+        artifact = Path(artifact)
+        if artifact.suffix.lower() != ".pte":
+            raise self.fail(f"measuring energy of {artifact.name}", "android measures ExecuTorch .pte artifacts only")
+        battery = parse_dumpsys_battery(self._shell("reading battery", "dumpsys battery", timeout=30))
+        warnings = []
+        if battery["plugged"]:
+            warnings.append("the phone is on a charger (dumpsys battery: powered): the battery current includes the "
+                            "charger's, so these figures are not the inference's energy; unplug (adb over Wi-Fi)")
+        runner = self.push_runner()
+        model = self.push(artifact)
+        remote_inputs = self.push_inputs(list(inputs))
+        # A first run sizes the window: at least min_seconds, so the ~10 Hz sampling gets enough points.
+        probe = self._run_once(runner, model, remote_inputs, 10, threads, artifact.name)
+        per_run_s = max(1e-5, statistics.median(probe["iterations_ms"]) / 1000.0)
+        n = max(runs, int(math.ceil(min_seconds / per_run_s)))
+        body = self.runner_command(runner, model, remote_inputs, n, threads).replace(" 2>&1", "")
+        out = self._adb(f"measuring energy of {artifact.name}", "shell", battery_sampler_script(body, period_s), check=False)
+        active = parse_battery_samples(out.stdout or "")
+        if active["rc"] not in (0, None):
+            raise self.fail(f"running executor_runner on {artifact.name}", f"exit status {active['rc']}")
+        parsed = parse_executor_runner_output(active["runner_output"], n)
+        active_s = (parsed["total_ms"] / 1000.0) if parsed.get("total_ms") else active["seconds"]
+        idle_out = self._adb("measuring idle battery power", "shell",
+                             battery_sampler_script(f"sleep {max(active['seconds'], 1.0):.2f}", period_s), check=False)
+        idle = parse_battery_samples(idle_out.stdout or "")
+        part = android_energy_from_samples(active, idle, n, active_s)
+        if part.raw_joules_per_inference < 0:
+            warnings.append("active power was below idle power (noise): the net figure is clamped at 0")
+        s_per_inf = active_s / n
+        return EnergyResult(
+            artifact=str(artifact), device=self.name, runs=n, threads=threads, active_seconds=active_s,
+            idle_seconds=idle["seconds"], parts={"battery": part}, joules_per_inference=part.joules_per_inference,
+            co2e_kg_per_inference=None, country_iso_code=None, source="measured", tool="android battery sysfs via adb",
+            latency_ms_mean=1000.0 * s_per_inf, net_power_w=part.joules_per_inference / s_per_inf, warnings=warnings,
+            extra={"battery": battery, "requested_runs": runs, "period_s": period_s,
+                   "current_unit": active["current_unit"], "discharge_sign": active["discharge_sign"]},
+        )
 
     def push(self, artifact: Path) -> str:
         """Copy a file to /data/local/tmp/easrec/ on the phone; return its path there."""

@@ -16,6 +16,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from easrec.devices.energy import EnergyResult
 from easrec.devices.timing import LatencyStats
 from easrec.errors import EasrecError
 
@@ -60,6 +61,14 @@ class Device(ABC):
     def energy_supported(self) -> bool:
         """Whether this device can measure energy (not only estimate it)."""
         return False
+
+    def energy(self, artifact: Path, inputs: list[np.ndarray], runs: int, *, threads: int = 1) -> EnergyResult:
+        """Energy per inference metered by the device itself (a phone's battery).
+
+        This machine's CPU and GPU are measured with codecarbon by `easrec.profiling.energy`; a device
+        with no meter of its own refuses in one line.
+        """
+        raise EasrecError(f"{self.name}: energy is measured on cpu, cuda and android devices, not {self.kind}")
 
     @contextlib.contextmanager
     def named_errors(self) -> Iterator[None]:
