@@ -111,6 +111,7 @@ class Lowerer:
         self.lowered = 0
 
     def path_for(self, key: str) -> str:
+        """The file a job key is lowered to in this lowerer's folder."""
         safe = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in key)
         return str(self.directory / (safe + suffix_for(self.runtime)))
 

@@ -15,7 +15,7 @@ from easrec.space import Arch, SearchSpace
 _SUPERNETS: dict[tuple, Any] = {}
 
 
-def subnet_module(space_dict: dict, n_items: int, arch_dict: dict, seed: int = 0):
+def subnet_module(space_dict: dict, n_items: int, arch_dict: dict, seed: int = 0) -> tuple[TopKGraph, tuple[torch.Tensor]]:
     """(TopKGraph of the subnet `arch` extracted from a seeded supernet, example padded ids)."""
     space = SearchSpace.from_dict(space_dict)
     key = (space.hash(), n_items, seed)

@@ -79,10 +79,12 @@ class LatencyTable(CostModel):
     # ------------------------------------------------------------------ queries
     @property
     def entries(self) -> dict[str, dict[str, Any]]:
+        """Component id → measured entry."""
         return self.data["entries"]
 
     @property
     def device(self) -> dict[str, Any]:
+        """The device fingerprint the table was measured on."""
         return self.data["device"]
 
     @property
@@ -139,6 +141,7 @@ class LatencyTable(CostModel):
 
     # ------------------------------------------------------------------ files
     def save(self, path: str | Path) -> None:
+        """Write the table atomically."""
         atomic_write_json(path, self.data)
 
     @classmethod
