@@ -19,7 +19,6 @@ import shutil
 import statistics
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +29,9 @@ from easrec.devices.battery import (
     android_energy_from_samples, battery_sampler_script, parse_battery_samples, parse_dumpsys_battery,
 )
 from easrec.devices.energy import EnergyResult
-from easrec.devices.native_runner import parse_runner_output, runner_args, runner_error
-from easrec.devices.timing import LatencyStats, is_stable, summarize
+from easrec.devices.native_runner import (check_output_version, measure_in_batches, parse_runner_output, runner_args,
+                                          runner_error)
+from easrec.devices.timing import LatencyStats
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,8 @@ def parse_executor_runner_output(text: str, num_executions: int | None = None) -
         raise ValueError(f"easrec_runner output: {exc}") from exc
     if ours["format"] is not None:
         return {"iterations_ms": ours["iterations_ms"], "warmup_ms": ours["warmup_ms"], "load_ms": ours["load_ms"],
-                "executions": ours["executions"], "total_ms": ours["total_ms"], "topk": ours["topk"]}
+                "executions": ours["executions"], "total_ms": ours["total_ms"], "topk": ours["topk"],
+                "executorch": ours["executorch"]}
     iters: list[tuple[int, int, float]] = [
         (int(m.group(1)), int(m.group(2)), float(m.group(3))) for m in _ITER_RE.finditer(text)
     ]
@@ -83,6 +84,7 @@ def parse_executor_runner_output(text: str, num_executions: int | None = None) -
         "executions": int(totals[-1][0]) if totals else None,
         "total_ms": float(totals[-1][1]) if totals else None,
         "topk": [],
+        "executorch": None,
     }
 
 
@@ -261,6 +263,7 @@ class AndroidDevice(Device):
             crash = _CRASH_RE.search(text)
             detail = crash.group(0) if crash else f"found {len(parsed['iterations_ms'])} of {executions} iteration times"
             raise self.fail(step, detail)
+        check_output_version(parsed, self.name)
         return parsed
 
     def measure(
@@ -283,21 +286,9 @@ class AndroidDevice(Device):
         runner = self.push_runner()
         model = self.push(artifact)
         remote_inputs = self.push_inputs(list(inputs))
-        samples: list[float] = []
-        first_ms = load_ms = None
-        t0 = time.perf_counter()
-        max_runs = max(1, max_runs)
-        while len(samples) < max_runs:
-            batch = min(max(1, min_runs), max_runs - len(samples))
-            # Every batch is a fresh process (cold caches, new XNNPACK init), so every batch warms up.
-            parsed = self._run_once(runner, model, remote_inputs, batch, threads, artifact.name, warmup=warmup)
-            if first_ms is None:
-                first_ms = (parsed["warmup_ms"] or parsed["iterations_ms"])[0]
-                load_ms = parsed["load_ms"]
-            samples.extend(parsed["iterations_ms"])
-            if is_stable(samples, rel_tol) or time.perf_counter() - t0 >= max_seconds:
-                break
-        stats = summarize(samples, len(samples), load_ms, first_ms)
+        stats = measure_in_batches(
+            lambda n: self._run_once(runner, model, remote_inputs, n, threads, artifact.name, warmup=warmup),
+            min_runs=min_runs, max_runs=max_runs, max_seconds=max_seconds, rel_tol=rel_tol)
         log.info("%s: %s median %.3f ms over %d runs", self.name, artifact.name, stats.median_ms, stats.runs)
         return stats
 

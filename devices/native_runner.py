@@ -32,9 +32,11 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
+from easrec.devices.timing import LatencyStats, is_stable, summarize
 from easrec.errors import EasrecError
 
 log = logging.getLogger(__name__)
@@ -129,6 +131,43 @@ def runner_args(binary: str, model: str, *, ids: Sequence[int] | None = None, id
     if etdump_path is not None:
         args.append(f"--etdump_path={etdump_path}")
     return args
+
+
+def check_output_version(parsed: dict[str, Any], where: str) -> None:
+    """Refuse a run whose runner was built with another ExecuTorch release than the one installed here."""
+    built = parsed.get("executorch")
+    if not built or built == "unknown":
+        return
+    try:
+        installed = installed_executorch_version()
+    except EasrecError:
+        return  # no ExecuTorch here (a board driven from a lean host): nothing to compare with
+    if _release(built) != _release(installed):
+        raise EasrecError(f"{where}: easrec_runner was built with ExecuTorch {built} but {installed} is installed "
+                          f"here, which exported the artifact (rebuild runner/ against ExecuTorch {_release(installed)})")
+
+
+def measure_in_batches(run_batch: Callable[[int], dict[str, Any]], *, min_runs: int, max_runs: int,
+                       max_seconds: float, rel_tol: float = 0.02) -> LatencyStats:
+    """Latency from runner processes of `min_runs` timed iterations each, until stable, `max_runs` or `max_seconds`.
+
+    `run_batch(n)` runs the runner once (its own warm-ups, then n timed iterations) and returns the
+    parsed output. Every batch is a fresh process, so every batch warms up; the first warm-up of
+    the first batch is the reported first (cold) run.
+    """
+    samples: list[float] = []
+    first_ms = load_ms = None
+    t0 = time.perf_counter()
+    max_runs = max(1, max_runs)
+    while len(samples) < max_runs:
+        parsed = run_batch(min(max(1, min_runs), max_runs - len(samples)))
+        if first_ms is None:
+            first_ms = (parsed["warmup_ms"] or parsed["iterations_ms"])[0]
+            load_ms = parsed["load_ms"]
+        samples.extend(parsed["iterations_ms"])
+        if is_stable(samples, rel_tol) or time.perf_counter() - t0 >= max_seconds:
+            break
+    return summarize(samples, len(samples), load_ms, first_ms)
 
 
 # -- building ----------------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 Uses the system `ssh`/`scp` (key authentication only, never a password prompt). The artifact and an
 `inputs.npz` go to a remote temporary directory; `PYTHON -m easrec.devices.remote` measures there
-and prints one JSON object, which is parsed here.
+and prints one JSON object, which is parsed here. A board without Python measures `.pte` files with
+easrec's native runner instead (`runner=PATH`: runner/ built on or for the board): the runner, the
+artifact and the ids (`input_0.bin`) are copied over and its output parsed as on Android.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from easrec.devices.base import Device, run_command
+from easrec.devices.native_runner import check_output_version, measure_in_batches, parse_runner_output, runner_args
 from easrec.devices.remote import save_inputs
 from easrec.devices.timing import LatencyStats
 
@@ -26,7 +29,7 @@ log = logging.getLogger(__name__)
 
 
 class SshDevice(Device):
-    """A remote Linux machine reached with `ssh`; options: identity, python, known_hosts, timeout."""
+    """A remote Linux machine reached with `ssh`; options: identity, python, known_hosts, timeout, runner."""
 
     kind = "ssh"
 
@@ -42,6 +45,7 @@ class SshDevice(Device):
         connect_timeout: int = 10,
         timeout: float = 900.0,
         keep: bool = False,
+        runner: str | Path | None = None,
     ) -> None:
         target = f"{user}@{host}" if user else host
         super().__init__(f"ssh:{target}" + (f":{port}" if port else ""))
@@ -53,6 +57,7 @@ class SshDevice(Device):
         self.connect_timeout = int(connect_timeout)
         self.timeout = float(timeout)
         self.keep = keep
+        self.runner = Path(runner) if runner else None
         self._remote_dir: str | None = None
 
     # -- command lines -------------------------------------------------------------------------
@@ -137,7 +142,9 @@ class SshDevice(Device):
         return obj
 
     def info(self) -> dict[str, Any]:
-        """The remote machine's fingerprint (from `PYTHON -m easrec.devices.remote info`)."""
+        """The remote machine's fingerprint (from `PYTHON -m easrec.devices.remote info`, or the shell with a runner)."""
+        if self.runner is not None:
+            return self._shell_info()
         obj = self._remote_json(["info"], "reading info")
         return {**obj.get("info", {}), "kind": "ssh", "spec": self.name}
 
@@ -152,8 +159,11 @@ class SshDevice(Device):
         max_runs: int = 200,
         max_seconds: float = 10.0,
     ) -> LatencyStats:
-        """Copy artifact + inputs.npz, measure remotely, parse the JSON stats."""
+        """Copy artifact + inputs.npz, measure remotely, parse the JSON stats (or time it with the native runner)."""
         artifact = Path(artifact)
+        if self.runner is not None:
+            return self._measure_with_runner(artifact, inputs, threads=threads, warmup=warmup, min_runs=min_runs,
+                                             max_runs=max_runs, max_seconds=max_seconds)
         try:
             remote_artifact = self.push(artifact)
             with tempfile.TemporaryDirectory(prefix="easrec-ssh-") as tmp:
@@ -174,6 +184,61 @@ class SshDevice(Device):
         self.last_info = {**obj.get("info", {}), "kind": "ssh", "spec": self.name}
         stats = LatencyStats.from_dict(obj["stats"])
         log.info("%s: %s median %.3f ms over %d runs", self.name, artifact.name, stats.median_ms, stats.runs)
+        return stats
+
+    # -- the native runner, for boards without Python ------------------------------------------
+    def _shell_info(self) -> dict[str, Any]:
+        """The fingerprint from the remote shell (uname, nproc, /proc/cpuinfo): no Python needed."""
+        out = self._exec(self.ssh_command("uname -s; uname -r; uname -m; nproc; "
+                                          "grep -m1 -iE 'model name|^Model' /proc/cpuinfo || true"), "reading info", timeout=60)
+        lines = [l.strip() for l in out.stdout.splitlines()]
+        if len(lines) < 4:
+            raise self.fail("reading info", f"unexpected output {out.stdout.strip()!r}")
+        cpu = lines[4].split(":", 1)[-1].strip() if len(lines) > 4 else None
+        return {"kind": "ssh", "spec": self.name, "cpu": cpu or None, "cores": int(lines[3]) if lines[3].isdigit() else None,
+                "threads": getattr(self, "threads", None), "os": f"{lines[0]} {lines[1]}", "machine": lines[2],
+                "python": None, "runtime": "executorch", "runtime_version": None, "runner": str(self.runner)}
+
+    def _measure_with_runner(self, artifact: Path, inputs: list[np.ndarray], *, threads: int, warmup: int,
+                             min_runs: int, max_runs: int, max_seconds: float) -> LatencyStats:
+        step = f"measuring {artifact.name}"
+        if artifact.suffix.lower() != ".pte":
+            raise self.fail(step, "the native runner measures ExecuTorch .pte artifacts only")
+        if not self.runner.is_file():
+            raise self.fail(step, f"no such runner {self.runner}")
+        if len(inputs) != 1 or np.asarray(inputs[0]).dtype != np.int64:
+            raise self.fail(step, "the native runner takes one int64 input (item ids)")
+        last: dict[str, Any] = {}
+
+        def batch(n: int) -> dict[str, Any]:
+            cmd = runner_args(remote_runner, remote_artifact, inputs=remote_ids, warmup=warmup, iterations=n, threads=threads)
+            out = self._exec(self.ssh_command(shlex.join(cmd)), f"running easrec_runner on {artifact.name}")
+            try:
+                parsed = parse_runner_output(out.stdout)
+            except ValueError as exc:
+                raise self.fail(f"running easrec_runner on {artifact.name}", str(exc)) from exc
+            if len(parsed["iterations_ms"]) != n:
+                raise self.fail(f"running easrec_runner on {artifact.name}",
+                                f"found {len(parsed['iterations_ms'])} of {n} iteration times")
+            check_output_version(parsed, self.name)
+            last.update(parsed)
+            return parsed
+
+        try:
+            info = self._shell_info()
+            remote_runner = self.push(self.runner)
+            self._exec(self.ssh_command(f"chmod 755 {shlex.quote(remote_runner)}"), f"copying {self.runner.name}", timeout=60)
+            remote_artifact = self.push(artifact)
+            with tempfile.TemporaryDirectory(prefix="easrec-ssh-") as tmp:
+                ids = Path(tmp) / "input_0.bin"
+                ids.write_bytes(np.ascontiguousarray(inputs[0]).astype("<i8", copy=False).tobytes())
+                remote_ids = self.push(ids)
+            stats = measure_in_batches(batch, min_runs=min_runs, max_runs=max_runs, max_seconds=max_seconds)
+        finally:
+            if self._remote_dir is not None:
+                self.close()
+        self.last_info = {**info, "threads": threads, "runtime_version": last.get("executorch")}
+        log.info("%s: %s median %.3f ms over %d runs (native runner)", self.name, artifact.name, stats.median_ms, stats.runs)
         return stats
 
 

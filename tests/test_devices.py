@@ -138,7 +138,7 @@ def test_get_device_takes_threads_for_every_kind():
     "spec, options, fragment",
     [("cpu", {"runner": "/x"}, "cpu devices do not take option(s) runner"),
      ("cuda", {"cores": [0]}, "cuda devices do not take option(s) cores"),
-     ("ssh:pi@board", {"runner": "/x"}, "ssh devices do not take option(s) runner"),
+     ("ssh:pi@board", {"adb": "/x"}, "ssh devices do not take option(s) adb"),
      ("android:R58", {"identity": "/k"}, "android devices do not take option(s) identity"),
      ("cpu:4", {"threads": 2}, "says 4 thread(s) but threads=2"),
      ("cuda", {"threads": 0}, "threads must be a positive integer"),

@@ -190,3 +190,48 @@ def test_android_device_parses_the_real_runner(runner_binary, tiny_pte, fake_adb
     np.testing.assert_allclose([s for _, s in parsed["topk"]], scores, rtol=1e-5, atol=1e-6)
     with pytest.raises(EasrecError, match=r"android:FAKE0001: running easrec_runner on tiny.pte failed: exit status 1: .*nope.pte: cannot open"):
         dev._run_once(str(phone / "easrec_runner"), str(phone / "nope.pte"), [str(phone / "input_0.bin")], 3, 1, "tiny.pte")
+
+
+def _local_ssh(cmd: list[str], *, timeout: float) -> subprocess.CompletedProcess:
+    """ssh/scp replaced by this machine: `ssh ... REMOTE` runs REMOTE with /bin/sh, `scp ... SRC HOST:DST` copies."""
+    if cmd[0] == "scp":
+        shutil.copyfile(cmd[-2], cmd[-1].split(":", 1)[1])
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+    return subprocess.run(["/bin/sh", "-c", cmd[-1]], capture_output=True, text=True, timeout=timeout)
+
+
+def test_ssh_board_without_python_runs_the_native_runner(runner_binary, tiny_pte, monkeypatch):
+    from easrec.devices import get_device
+    from easrec.devices import ssh as ssh_mod
+
+    monkeypatch.setattr(ssh_mod, "run_command", _local_ssh)
+    dev = get_device("ssh:pi@board", runner=runner_binary, python="/no/python/here")
+    stats = dev.measure(tiny_pte, [padded([1, 2, 3])], warmup=2, min_runs=5, max_runs=5)
+    assert stats.runs == 5 and 0 < stats.p10_ms <= stats.median_ms and stats.first_ms > 0 and stats.load_ms > 0
+    assert dev.last_info["runtime"] == "executorch" and dev.last_info["runtime_version"].startswith("1.5.1")
+    info = dev.info()
+    assert info["machine"] and info["cores"] >= 1 and info["os"].startswith("Linux") and info["python"] is None
+    with pytest.raises(EasrecError, match=r"^ssh:pi@board: measuring m.onnx failed: the native runner measures ExecuTorch .pte"):
+        dev.measure(Path("m.onnx"), [padded([1])])
+
+
+def test_ssh_loopback_with_the_native_runner(runner_binary, tiny_pte, tmp_path):
+    """Through a real sshd on 127.0.0.1 (.ci/start-sshd.sh; port EASREC_SSH_PORT, default 2222)."""
+    import getpass
+    import os
+    import socket
+
+    from easrec.devices import get_device
+
+    ssh_dir = Path(os.environ.get("EASREC_SSH_DIR", Path.home() / ".easrec-ci-ssh"))
+    port = int(os.environ.get("EASREC_SSH_PORT", "2222"))
+    if not (ssh_dir / "client_ed25519").is_file() or shutil.which("ssh") is None:
+        pytest.skip(f"no loopback ssh set-up in {ssh_dir} (run .ci/start-sshd.sh)")
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except OSError:
+        pytest.skip(f"nothing accepts on 127.0.0.1:{port} (run .ci/start-sshd.sh)")
+    dev = get_device(f"ssh:{getpass.getuser()}@127.0.0.1:{port}", identity=ssh_dir / "client_ed25519",
+                     known_hosts=tmp_path / "known_hosts", runner=runner_binary, python="/no/python/here")
+    stats = dev.measure(tiny_pte, [padded([4, 5])], warmup=2, min_runs=5, max_runs=5)
+    assert stats.runs == 5 and dev.last_info["runtime_version"].startswith("1.5.1")

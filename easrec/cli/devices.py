@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> dict:
 # (flag, attribute on args, get_device option, kinds that take it, what it is for)
 DEVICE_FLAGS = (
     ("--cores", "cores", "cores", ("cpu",), "core pinning is set on this machine's cpu device only"),
-    ("--runner", "runner", "runner", ("android",), "only android:SERIAL runs the native easrec_runner"),
+    ("--runner", "runner", "runner", ("android", "ssh"), "only android:SERIAL and ssh:USER@HOST run the native easrec_runner"),
     ("--ssh-key", "ssh_key", "identity", ("ssh",), "only ssh:USER@HOST uses a private key"),
     ("--remote-python", "remote_python", "python", ("ssh",), "only ssh:USER@HOST runs a remote Python"),
 )
@@ -67,7 +67,8 @@ def add_device_args(parser: argparse.ArgumentParser, *, default: str | None = "c
     g.add_argument("--threads", type=positive_int, default=None, metavar="N",
                    help=threads_help or "runtime threads on the device, fixed for every measurement (default: N of cpu:N, else 1)")
     g.add_argument("--cores", type=_cores, default=None, metavar="LIST", help="cpu: pin measurements to these cores (e.g. 0,1 or 2-3)")
-    g.add_argument("--runner", default=None, metavar="PATH", help="android: easrec_runner cross-compiled for the phone from runner/ (see runner/README.md)")
+    g.add_argument("--runner", default=None, metavar="PATH", help="android, ssh: easrec_runner built for the device from runner/ (see runner/README.md); "
+                        "on ssh it replaces the remote Python")
     g.add_argument("--ssh-key", default=None, metavar="FILE", help="ssh: private key (key authentication only)")
     g.add_argument("--remote-python", default=None, metavar="PATH", help="ssh: the board's Python with easrec installed (default python3)")
 
