@@ -127,6 +127,10 @@ class ExecuTorchRunner(Runner):
             from executorch.runtime import Runtime
         except ImportError as exc:
             raise EasrecError(f"{self.path.name}: loading with executorch failed: executorch is not installed ({exc})") from exc
+        try:  # int8 artifacts look item embeddings up with the quantized kernels (embedding_byte / _4bit)
+            import executorch.kernels.quantized  # noqa: F401
+        except ImportError as exc:  # an fp32 artifact still loads
+            log.debug("executorch quantized kernels unavailable: %s", exc)
         self.runtime_version = _version("executorch", executorch)
         # The XNNPACK threadpool is global and must be sized before the program is loaded.
         # Reset only when the size changes: every reset also prints a line from the C++ runtime.

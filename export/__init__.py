@@ -1,5 +1,5 @@
-"""Export: ExecuTorch (`.pte`) and ONNX (`.onnx`) artifacts, fp32 or int8, with parity checks and a
-runtime predictor.
+"""Export: ExecuTorch (`.pte`), ONNX (`.onnx`) and torch.export (`.pt2`) artifacts, fp32 or int8, with
+parity checks and a runtime predictor. Every artifact is lowered by `easrec.export.lowering.lower_file`.
 
     from easrec.export import export_run, load
     result = export_run("runs/ml100k", fmt="executorch", quantize="int8", out="model.pte")
@@ -39,16 +39,10 @@ __all__ = [
 
 
 def export_model(model, path: str | Path, fmt: str, **kwargs: Any) -> ExportResult:
-    """Dispatch to `export_executorch` or `export_onnx` (same keyword arguments)."""
-    if fmt == "executorch":
-        from easrec.export.executorch import export_executorch
+    """Export `model` as a `fmt` artifact (executorch, onnx or pt2; keyword arguments of `export_artifact`)."""
+    from easrec.export.exporter import export_artifact
 
-        return export_executorch(model, path, **kwargs)
-    if fmt == "onnx":
-        from easrec.export.onnx import export_onnx
-
-        return export_onnx(model, path, **kwargs)
-    raise EasrecError(f"format must be executorch or onnx, got {fmt!r}")
+    return export_artifact(model, path, fmt, **kwargs)
 
 
 def export_run(
@@ -62,6 +56,8 @@ def export_run(
     parity: bool = True,
     tolerance: float = 0.02,
     threads: int = 1,
+    int8_recipe: str = "small",
+    embedding_bits: int = 8,
 ) -> dict[str, Any]:
     """Export a run directory's model, write the sidecar, run parity on the test split.
 
@@ -78,13 +74,15 @@ def export_run(
     out = Path(out)
     want = FORMATS.get(fmt)
     if want is None:
-        raise EasrecError(f"format must be executorch or onnx, got {fmt!r}")
+        raise EasrecError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if out.suffix.lower() != want:
         raise EasrecError(f"{out}: a {fmt} artifact must end in {want}")
     if quantize not in QUANTIZE:
         raise EasrecError(f"quantize must be one of {', '.join(QUANTIZE)}, got {quantize!r}")
     if batch < 1:
         raise EasrecError(f"batch must be >= 1, got {batch}")
+    if fmt == "pt2" and quantize != "none":
+        raise EasrecError(f"quantize {quantize}: the pt2 format is fp32 only (int8 is for executorch and onnx)")
     model = load_model(run)
     if not 1 <= k <= model.n_items:
         raise EasrecError(f"k must be in 1..{model.n_items}, got {k}")
@@ -101,7 +99,7 @@ def export_run(
     # (data with repeat consumption) ships a graph that may recommend them again.
     exclude_seen = not (isinstance(metrics, dict) and metrics.get("keep_seen") is True)
     result = export_model(model, out, fmt, quantize=quantize, calib=calib, k=k, batch=batch, sample=test_inputs,
-                          exclude_seen=exclude_seen)
+                          exclude_seen=exclude_seen, int8_recipe=int8_recipe, embedding_bits=embedding_bits)
     popular = np.argsort(-ds.item_popularity(), kind="stable")
     popular = [int(i) for i in popular if i != 0][: max(k, 10)]
     items = ds.mapping()["items"]

@@ -21,13 +21,15 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from easrec import __version__
-from easrec.errors import EasrecError, atomic_write_json
+from easrec.errors import EasrecError
+from easrec.io import atomic_write_json
 
 log = logging.getLogger(__name__)
 
 SIDECAR_FORMAT = "easrec-artifact"
 FORMAT_VERSION = 1
-FORMATS = {"executorch": ".pte", "onnx": ".onnx"}
+FORMATS = {"executorch": ".pte", "onnx": ".onnx", "pt2": ".pt2"}
+RUNTIMES = {"executorch": "executorch", "onnx": "onnxruntime", "pt2": "torch"}
 QUANTIZE = ("none", "int8", "int8-static")
 
 
@@ -60,6 +62,7 @@ def sidecar_path(path: str | Path) -> Path:
 
 
 def sha256_file(path: str | Path) -> str:
+    """sha256 hex digest of a file's bytes."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -87,16 +90,18 @@ def temp_target(path: Path, suffix: str) -> Iterator[Path]:
 
 
 def runtime_versions(fmt: str) -> dict[str, str]:
+    """Versions of easrec, torch, Python and the format's runtime (for the sidecar)."""
     from importlib.metadata import PackageNotFoundError, version
 
     import torch
 
     out = {"easrec": __version__, "torch": torch.__version__, "python": platform.python_version()}
-    dist = "executorch" if fmt == "executorch" else "onnxruntime"
-    try:
-        out[dist] = version(dist)
-    except PackageNotFoundError:
-        out[dist] = "unknown"
+    dist = RUNTIMES.get(fmt, "torch")
+    if dist != "torch":
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = "unknown"
     if fmt == "onnx":
         try:
             out["onnx"] = version("onnx")
@@ -126,7 +131,7 @@ def write_sidecar(
         "artifact": result.path.name,
         "sha256": sha256_file(result.path),
         "size_bytes": result.path.stat().st_size,
-        "runtime": "executorch" if result.format == "executorch" else "onnxruntime",
+        "runtime": RUNTIMES[result.format],
         "export_format": result.format,
         "quantize": result.quantize,
         "arch": arch,
@@ -137,6 +142,8 @@ def write_sidecar(
         "input": {"name": "ids", "dtype": "int64", "shape": [int(result.batch), int(result.max_len)], "padding": 0, "order": "oldest first, newest last, left padded"},
         "outputs": [{"name": "items", "dtype": "int64", "shape": [int(result.batch), int(result.k)]}, {"name": "scores", "dtype": "float32", "shape": [int(result.batch), int(result.k)]}],
         "excludes_seen": bool(excludes_seen),
+        # Which parts are int8 and which stayed fp32 (and why): the lowering's own account.
+        "quantization": result.report.get("quantization", {}),
         "mapping": {"items": [str(x) for x in items]},
         "popular": [int(i) for i in popular],
         "metrics": metrics or {},
@@ -322,5 +329,5 @@ class Predictor:
 
 
 def load(path: str | Path, threads: int = 1) -> Predictor:
-    """Load an exported `.pte` / `.onnx` (with its `FILE.json`) as a Predictor."""
+    """Load an exported `.pte` / `.onnx` / `.pt2` (with its `FILE.json`) as a Predictor."""
     return Predictor(path, threads=threads)

@@ -41,7 +41,8 @@ class TopKGraph(nn.Module):
         h = self.model.encode(ids, last_only=True)
         s = F.linear(h, self.model.item_weights()).index_fill(1, self.pad_index, NEG)
         if self.exclude_seen:
-            s = s.scatter(1, ids, torch.full(ids.shape, NEG, dtype=s.dtype))
+            # full_like follows the input's device: a saved .pt2 also runs after being moved to CUDA.
+            s = s.scatter(1, ids, torch.full_like(ids, NEG, dtype=s.dtype))
         return s
 
     def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,10 +1,18 @@
-"""Lower any `nn.Module` + example inputs to a file one runtime loads: `.pte`, `.onnx` or `.pt2`.
+"""The one lowering path: any `nn.Module` + example inputs → a `.pte`, `.onnx` or `.pt2` file.
 
-The profiler measures components and whole subnets through exactly the path that ships:
-ExecuTorch (`executorch_program`: torch.export → constant propagation → int8 through the PT2E flow
-with `XNNPACKQuantizer`, dynamic per-channel — the steps of `export_executorch`; then `to_xnnpack`:
-`to_edge_transform_and_lower(XnnpackPartitioner)` after removing identity copies), ONNX Runtime (`torch.onnx.export(dynamo=True)`
-in one self-contained file; int8 with onnxruntime's `quantize_dynamic`), or torch (`torch.export.save`).
+`lower_file` is the only code in easrec that lowers a graph. The exporters (`export_executorch`,
+`export_onnx`, `export_pt2`), the latency-table components and the validation subnets all call it
+(the profiler through `lower` / `lower_cached`), so the table measures exactly the path that ships:
+
+- ExecuTorch: torch.export (non-strict) → constant propagation (folds SASRec's weight slices) → for
+  int8, every embedding lookup of a constant table becomes ExecuTorch's quantized lookup
+  (`quantize_embeddings`, int8 per row or int4 per group) and the linears go through PT2E with
+  `XNNPACKQuantizer` (`quantize_linears`: per-channel weights, dynamic or static activations, optionally
+  only the weight-bound linears: `INT8_RECIPES`) → `to_edge_transform_and_lower(XnnpackPartitioner)`.
+- ONNX Runtime: `torch.onnx.export(dynamo=True)` in one self-contained file; int8 with onnxruntime's
+  `quantize_dynamic` or QDQ `quantize_static`.
+- torch: `torch.export.save` (a `.pt2` that `torch.export.load` runs on CPU or CUDA).
+
 Runtimes are imported lazily, inside the function that needs them.
 
 Lowering costs seconds per graph (ExecuTorch: 2–15 s, int8 more), so `lower(..., cache=True)` keeps
@@ -16,11 +24,9 @@ inputs, the runtime, its version and the dtype. A graph seen before is copied, n
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import inspect
-import io
 import logging
 import os
 import shutil
@@ -32,11 +38,24 @@ import torch
 import torch.nn as nn
 
 from easrec.errors import EasrecError
+from easrec.export.backends import OPSET, delegation_report, lower_onnx, one_line, op_counts, temp_file, to_xnnpack, write_program
+from easrec.export.quantize import compute_causal_masks, quantize_embeddings, quantize_linears
+
+__all__ = [
+    "CACHE_VERSION", "DTYPES", "INT8_RECIPES", "OPSET", "RUNTIMES", "cached_path", "check", "content_hash",
+    "delegation_report", "executorch_program", "export_program", "fold_constants", "lower", "lower_cached", "lower_file",
+    "lower_to_temp", "lowering_cache_dir", "numpy_inputs", "one_line", "op_counts", "runtime_version", "suffix_for",
+    "temp_file", "to_xnnpack", "write_program",
+]
 
 log = logging.getLogger(__name__)
 
 RUNTIMES = ("executorch", "onnxruntime", "torch")
-DTYPES = ("fp32", "int8")
+DTYPES = ("fp32", "int8", "int8-static")
+# What int8 means on ExecuTorch (`executorch_program`). "small": every linear, the embedding tables and
+# the causal mask (a small file, a few % slower than fp32 on x86); "fast": only what int8 runs faster
+# here, i.e. the weight-bound linears (the catalogue scoring), everything else stays fp32.
+INT8_RECIPES = ("small", "fast")
 SUFFIX = {"executorch": ".pte", "onnxruntime": ".onnx", "torch": ".pt2"}
 
 
@@ -52,8 +71,8 @@ def check(runtime: str, dtype: str) -> None:
         raise EasrecError(f"runtime: unknown runtime {runtime!r} (expected one of {', '.join(RUNTIMES)})")
     if dtype not in DTYPES:
         raise EasrecError(f"dtype: unknown dtype {dtype!r} (expected one of {', '.join(DTYPES)})")
-    if runtime == "torch" and dtype == "int8":
-        raise EasrecError("dtype: int8 is supported for the executorch and onnxruntime runtimes, not torch")
+    if runtime == "torch" and dtype != "fp32":
+        raise EasrecError(f"dtype: {dtype} is supported for the executorch and onnxruntime runtimes, not torch")
 
 
 def runtime_version(runtime: str) -> str:
@@ -82,6 +101,7 @@ def lower(
     Shapes are static (batch and length of the example inputs). `calibration` is only used by the
     int8 ExecuTorch flow (defaults to the example inputs; dynamic quantization needs no statistics).
     `cache` (True: `lowering_cache_dir()`, or a folder): reuse a file lowered before from the same content.
+    Every variant goes through `lower_file`.
     """
     return lower_cached(module, example_inputs, path, runtime, dtype, calibration=calibration, cache=cache)[0]
 
@@ -151,7 +171,7 @@ def _copy_atomic(src: Path, dst: Path) -> None:
 
 
 _SOURCE_HASHES: dict[str, str] = {}
-CACHE_VERSION = "easrec-lowered-1"
+CACHE_VERSION = "easrec-lowered-2"
 
 
 def _source_hash(filename: str | None) -> str:
@@ -193,7 +213,7 @@ def content_hash(
     # The exporters next to this file, whether or not this process imported them yet: the key must not
     # depend on what happened to be imported before.
     here = Path(__file__).resolve().parent
-    files = {str(here / name) for name in ("lowering.py", "executorch.py", "onnx.py", "graph.py")}
+    files = {str(here / name) for name in ("lowering.py", "backends.py", "quantize.py", "graph.py")}
     for name, sub in module.named_modules():
         cls = type(sub)
         try:
@@ -218,27 +238,61 @@ def content_hash(
 
 
 def _lower_now(module, example_inputs, path: Path, runtime: str, dtype: str, calibration) -> Path:
-    """Lower without the cache (the original `lower`)."""
+    """Lower without the cache (what the profiler's workers call)."""
+    lower_file(module, example_inputs, path, runtime, dtype, calibration=calibration)
+    return Path(path)
+
+
+def lower_file(
+    module: nn.Module,
+    example_inputs: Sequence[torch.Tensor],
+    path: str | Path,
+    runtime: str = "executorch",
+    dtype: str = "fp32",
+    *,
+    calibration: Sequence[Sequence[torch.Tensor]] | None = None,
+    int8_recipe: str = "small",
+    embedding_bits: int = 8,
+) -> dict[str, Any]:
+    """The one lowering path: export `module(*example_inputs)` to `path` for `runtime`; returns a report.
+
+    ExecuTorch: torch.export → constant folding → (int8) quantized embedding tables and PT2E linears →
+    XNNPACK; ONNX Runtime: torch.onnx (dynamo) → (int8) onnxruntime quantization; torch: torch.export.save.
+    The report holds the delegation (ExecuTorch), op counts (ONNX) and which layers stayed fp32 and why.
+    """
+    check(runtime, dtype)
+    if int8_recipe not in INT8_RECIPES:
+        raise EasrecError(f"int8_recipe must be one of {', '.join(INT8_RECIPES)}, got {int8_recipe!r}")
+    if embedding_bits not in (4, 8):
+        raise EasrecError(f"embedding_bits must be 4 or 8, got {embedding_bits!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Frozen: constant propagation turns the weights into constants (no grad-requiring tensors warned about).
     module = module.eval().requires_grad_(False)
     example_inputs = tuple(example_inputs)
+    if dtype == "int8-static" and not calibration:
+        raise EasrecError("int8-static needs calibration sequences (pass calib=training sequences)")
     try:
         with torch.no_grad():
             if runtime == "executorch":
-                _lower_executorch(module, example_inputs, path, dtype, calibration)
-            elif runtime == "onnxruntime":
-                _lower_onnx(module, example_inputs, path, dtype)
-            else:
-                ep = torch.export.export(module, example_inputs)
-                torch.export.save(ep, str(path))
+                return _lower_executorch(module, example_inputs, path, dtype, calibration, int8_recipe, embedding_bits)
+            if runtime == "onnxruntime":
+                return lower_onnx(module, example_inputs, path, dtype, calibration)
+            ep = export_program(module, example_inputs, type(module).__name__)
+            with temp_file(path) as tmp:
+                torch.export.save(ep, str(tmp))
+            return {"runtime": "torch", "dtype": dtype}
     except EasrecError:
         raise
     except Exception as exc:  # an export failure: one line naming the runtime and the module
-        text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        raise EasrecError(f"{path.name}: lowering {type(module).__name__} for {runtime} {dtype} failed: {text}") from exc
-    return path
+        raise EasrecError(f"{path.name}: lowering {type(module).__name__} for {runtime} {dtype} failed: {one_line(exc)}") from exc
+
+def export_program(module: nn.Module, example: tuple, what: str = "model"):
+    """torch.export (non-strict) with a one-line error that names the failing op where torch says it."""
+    try:
+        return torch.export.export(module, tuple(example), strict=False)
+    except Exception as exc:
+        raise EasrecError(f"{what}: torch.export failed: {one_line(exc)}") from exc
 
 
 def fold_constants(ep):
@@ -248,114 +302,55 @@ def fold_constants(ep):
 
     return constant_prop_pass(ep)
 
-
-def executorch_program(module: nn.Module, example_inputs: Sequence[torch.Tensor], dtype: str = "fp32", calibration=None):
-    """The ATen program `export_executorch` lowers: torch.export (non-strict) → constant propagation
-    (`fold_constants`) → for int8, PT2E with `XNNPACKQuantizer` (per-channel
-    weights, dynamic activations) and export again."""
-    from easrec.export.executorch import export_program
-
+def executorch_program(
+    module: nn.Module,
+    example_inputs: Sequence[torch.Tensor],
+    dtype: str = "fp32",
+    calibration=None,
+    int8_recipe: str = "small",
+    embedding_bits: int = 8,
+):
+    """The ATen program the ExecuTorch path lowers, and its quantization report: torch.export →
+    constant folding → for int8, causal masks computed in the graph (`compute_causal_masks`), quantized
+    embedding tables and PT2E linears, exported again."""
     what = type(module).__name__
     example_inputs = tuple(example_inputs)
-    ep = export_program(module, example_inputs, what)
-    ep = fold_constants(ep)
-    if dtype == "int8":
-        q = quantize_pt2e_xnnpack(ep.module(), example_inputs, calibration)
-        ep = export_program(q, example_inputs, f"quantized {what}")
-    return ep
+    ep = fold_constants(export_program(module, example_inputs, what))
+    report: dict[str, Any] = {"dtype": dtype}
+    if dtype != "fp32":
+        gm = ep.module()
+        masks, tables = [], []
+        if int8_recipe == "small":
+            gm, masks = compute_causal_masks(gm)
+            gm, tables = quantize_embeddings(gm, embedding_bits)
+        else:
+            # Measured (benchmarks/README.md): the portable quantized lookup takes ~25 µs for 200 rows
+            # against ~4 µs for the fp32 one, and computing the mask costs ~8 µs; "fast" keeps both fp32.
+            report["fp32_kept"] = {"embedding lookups": "the quantized lookup kernel is slower than the fp32 one",
+                                   "causal mask": "a constant is faster than computing it"}
+        report["causal_masks_computed"] = masks
+        if masks or tables:  # traced again: the quantizer needs shapes ("val") on the new nodes
+            gm = export_program(gm, example_inputs, f"rewritten {what}").module()
+        gm, lin = quantize_linears(gm, example_inputs, dtype, calibration, int8_recipe)
+        report.update(lin)
+        report["embeddings"] = tables
+        ep = export_program(gm, example_inputs, f"quantized {what}")
+    return ep, report
 
-
-def to_xnnpack(programs):
-    """`to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner()])`, after removing
-    identity copies (`RemoveCloneOpsTransform`, as XNNPACK's own pass manager does per partition).
-
-    Why the transform: `nn.Dropout` in eval mode exports as an identity `clone`. In a gated SASRec the
-    embedded sequence feeds both that clone and the gates' `cumsum` (a portable kernel), so the
-    partitioner puts the clone alone in a delegate whose input is its output once XNNPACK drops the
-    copy: "Output node … is already in the inputs … pass through arguments". Removed before
-    partitioning, the copy never reaches a delegate. `programs` is one ExportedProgram or a
-    {method name: ExportedProgram} dict (a multi-method program); each is consumed.
-    """
-    import executorch.kernels.quantized  # noqa: F401  (registers the out-variants of quantized ops)
-    from executorch.backends.transforms.remove_clone_ops import RemoveCloneOpsTransform
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import (
-        XnnpackPartitioner,
-    )
-    from executorch.exir import to_edge_transform_and_lower
-
-    return to_edge_transform_and_lower(
-        programs,
-        transform_passes=[RemoveCloneOpsTransform(preserve_input_output_copies=True)],
-        partitioner=[XnnpackPartitioner()],
-    )
-
-
-def _lower_executorch(module, example_inputs, path: Path, dtype: str, calibration) -> None:
-    # The shipped exporter's steps (export/executorch.py): export, fold, optional int8, XNNPACK.
-    edge = to_xnnpack(executorch_program(module, example_inputs, dtype, calibration))
-    if log.isEnabledFor(logging.DEBUG):
-        try:
-            from executorch.devtools.backend_debug import get_delegation_info
-
-            info = get_delegation_info(edge.exported_program().graph_module)
-            log.debug("%s: %d delegated / %d non-delegated ops", path.name,
-                      info.num_delegated_nodes, info.num_non_delegated_nodes)
-        except Exception as exc:  # devtools missing: not fatal
-            log.debug("delegation info unavailable: %s", exc)
+def _lower_executorch(module, example_inputs, path: Path, dtype: str, calibration, int8_recipe: str,
+                      embedding_bits: int) -> dict[str, Any]:
+    ep, quant = executorch_program(module, example_inputs, dtype, calibration, int8_recipe, embedding_bits)
+    edge = to_xnnpack(ep)
+    try:
+        report: dict[str, Any] = delegation_report(edge)
+    except Exception as exc:  # devtools missing or API drift: the artifact is still good
+        log.debug("delegation info unavailable: %s", exc)
+        report = {}
+    report["quantization"] = quant
     write_program(edge, path)
-
-
-def write_program(edge, path: str | Path) -> Path:
-    """`edge.to_executorch()` written atomically to `path`."""
-    path = Path(path)
-    program = edge.to_executorch()
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        program.write_to_file(f)
-    os.replace(tmp, path)
-    return path
-
-
-def quantize_pt2e_xnnpack(module: nn.Module, example_inputs, calibration=None, is_dynamic: bool = True) -> nn.Module:
-    """PT2E int8 (per-channel, dynamic activations by default) for XNNPACK; returns the converted module."""
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-        XNNPACKQuantizer,
-        get_symmetric_quantization_config,
-    )
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-
-    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=is_dynamic))
-    gm = module if isinstance(module, torch.fx.GraphModule) else torch.export.export(module, tuple(example_inputs), strict=False).module()
-    prepared = prepare_pt2e(gm, quantizer)
-    for batch in calibration or [example_inputs]:
-        prepared(*batch)
-    return convert_pt2e(prepared)
-
-
-def _lower_onnx(module, example_inputs, path: Path, dtype: str) -> None:
-    target = path if dtype == "fp32" else path.with_name(f".{path.stem}.fp32.onnx")
-    # The dynamo exporter prints progress lines to stdout: keep stdout clean for --json.
-    with contextlib.redirect_stdout(io.StringIO()):
-        from easrec.export.onnx import OPSET
-
-        onnx_program = torch.onnx.export(module, tuple(example_inputs), dynamo=True, external_data=False, opset_version=OPSET)
-        onnx_program.save(str(target), external_data=False)
-    if dtype == "int8":
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        try:
-            from onnxruntime.quantization.shape_inference import quant_pre_process
-
-            pre = path.with_name(f".{path.stem}.pre.onnx")
-            quant_pre_process(str(target), str(pre), skip_symbolic_shape=True)
-            os.replace(pre, target)
-        except Exception as exc:  # pre-processing is an optimisation only
-            log.debug("quant_pre_process skipped: %s", exc)
-        # quantize_dynamic skips Gemm nodes by default: include them explicitly (MatMul and Gemm).
-        # As the shipped exporter (export/onnx.py): dynamic, per-channel weights.
-        quantize_dynamic(str(target), str(path), weight_type=QuantType.QInt8, per_channel=True)
-        target.unlink(missing_ok=True)
-
+    if report:
+        log.debug("%s: %d delegated / %d non-delegated ops", path.name, report["delegated_nodes"], report["non_delegated_nodes"])
+    return report
 
 def lower_to_temp(module: nn.Module, example_inputs, runtime: str, dtype: str = "fp32", directory: str | Path | None = None) -> Path:
     """`lower` into a fresh temporary file (the caller deletes it)."""

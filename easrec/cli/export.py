@@ -13,11 +13,18 @@ from easrec.errors import EasrecError
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `export`, `predict` and `bench` commands."""
-    exp = subparsers.add_parser("export", help="export a run's model to ExecuTorch (.pte) or ONNX, with parity checks")
+    exp = subparsers.add_parser("export", help="export a run's model to ExecuTorch (.pte), ONNX or torch.export (.pt2), with parity checks")
     exp.add_argument("run", metavar="RUN", help="run directory (model.pt, config.json, mapping.json)")
-    exp.add_argument("--format", dest="fmt", choices=["executorch", "onnx"], required=True)
+    exp.add_argument("--format", dest="fmt", choices=["executorch", "onnx", "pt2"], required=True,
+                     help="pt2: a torch.export package (fp32) that torch runs on CPU or CUDA")
     exp.add_argument("--quantize", choices=["none", "int8", "int8-static"], default="none")
-    exp.add_argument("--out", required=True, metavar="FILE", help="artifact path (.pte or .onnx); FILE.json is written beside it")
+    exp.add_argument("--int8-recipe", choices=["small", "fast"], default="small",
+                     help="executorch int8: 'small' quantizes every linear, the item table and computes the causal "
+                          "mask (about 0.3x the fp32 file); 'fast' quantizes only what int8 runs faster (the catalogue "
+                          "scoring) and keeps the rest fp32 (the sidecar lists what and why)")
+    exp.add_argument("--embedding-bits", type=int, choices=[8, 4], default=8,
+                     help="executorch int8 'small': bits per value of the quantized item table (default 8)")
+    exp.add_argument("--out", required=True, metavar="FILE", help="artifact path (.pte, .onnx or .pt2); FILE.json is written beside it")
     exp.add_argument("--k", type=positive_int, default=10, help="top-k computed in the graph (default 10)")
     exp.add_argument("--batch", type=positive_int, default=1, help="fixed batch size of the graph (default 1)")
     exp.add_argument("--allow-drop", action="store_true", help="exit 0 even when int8 NDCG@10 drops more than 2%% below fp32")
@@ -26,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     exp.set_defaults(func=export_command)
 
     pred = subparsers.add_parser("predict", help="top-k next items for a history of raw item ids")
-    pred.add_argument("artifact", metavar="FILE", help="exported .pte or .onnx (with FILE.json)")
+    pred.add_argument("artifact", metavar="FILE", help="exported .pte, .onnx or .pt2 (with FILE.json)")
     pred.add_argument("--history", default="", help="comma-separated raw item ids, oldest first (empty: most popular)")
     pred.add_argument("--k", type=positive_int, default=None, help="how many items (at most the exported k)")
     pred.add_argument("--skip-unknown", action="store_true",
@@ -35,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pred.set_defaults(func=predict_command)
 
     bench = subparsers.add_parser("bench", help="latency of an exported artifact on a device")
-    bench.add_argument("artifact", metavar="FILE")
+    bench.add_argument("artifact", metavar="FILE", help=".pte, .onnx or .pt2; without FILE.json the inputs come from the graph")
     bench.add_argument("--runs", type=positive_int, default=100, help="timed runs (default 100)")
     bench.add_argument("--warmup", type=nonneg_int, default=10)
     add_device_args(bench)
@@ -51,14 +58,18 @@ def export_command(args: argparse.Namespace) -> dict:
     ensure_writable(args.out, directory=False)
 
     report = export_run(args.run, fmt=args.fmt, out=args.out, quantize=args.quantize, k=args.k, batch=args.batch,
-                        parity=not args.no_parity)
+                        parity=not args.no_parity, int8_recipe=args.int8_recipe, embedding_bits=args.embedding_bits)
     par = report.get("parity", {})
     ex = report["export"]
     rows = [("artifact", ex["path"]), ("format / quantize", f"{ex['format']} / {ex['quantize']}"),
             ("size", f"{ex['size_bytes'] / 1024:.1f} KiB"), ("export seconds", ex["seconds"]), ("metadata", report["sidecar"])]
-    if ex["format"] == "executorch":
+    if ex["format"] == "executorch" and "delegated_nodes" in ex["report"]:
         rep = ex["report"]
         rows.append(("delegated / CPU nodes", f"{rep['delegated_nodes']} / {rep['non_delegated_nodes']} (CPU ops: {', '.join(rep['cpu_ops'])})"))
+    quant = ex["report"].get("quantization") or {}
+    kept = {**quant.get("fp32_kept", {}), **quant.get("linears_fp32", {})}
+    if kept:
+        rows.append(("kept fp32", f"{len(kept)} part(s), listed in the metadata ('quantization')"))
     if par:
         rows += [("users", par["users"]), ("max abs diff", par["max_abs_diff"]), ("top-10 overlap", par.get("top10_overlap")),
                  ("NDCG@10 artifact / eager", f"{par['artifact_metrics'].get('ndcg@10', float('nan')):.4f} / {par['eager_metrics'].get('ndcg@10', float('nan')):.4f}"),
