@@ -98,6 +98,7 @@ def test_topk_equals_python_runtime(runner_binary, tiny_pte, history):
     assert out["method"] == "forward" and out["load_ms"] > 0
 
 
+@pytest.mark.slow  # a second export (about 20 s) only for this test
 def test_int8_topk_equals_python_runtime(runner_binary, tiny_pte_int8):
     out = nr.run_runner(tiny_pte_int8, [9, 2, 30], binary=runner_binary, warmup=1, iterations=2)
     items, scores = python_topk(tiny_pte_int8, [9, 2, 30])
