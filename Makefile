@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench clean runner
+.PHONY: install demo test test-fast bench clean runner
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# Every test not marked slow (real latency tables, real exports and trainings of a minute): under 2 minutes.
+test-fast: $(STAMP)
+	OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -q -m "not slow"
 
 # The native C++ runner (runner/) against the installed ExecuTorch wheel; needs cmake and a C++ compiler.
 runner: $(STAMP)

@@ -4,10 +4,7 @@ Each stage writes its result into the run directory and is recorded in `RUN/pipe
 that finished is skipped when the pipeline runs again (`easrec run --resume RUN`), so a device lost
 mid-run or a failing stage costs only that stage.
 
-Run directory: the searched subnet's run at the top (`model.pt`, `metrics.json`, `arch.json`, ...),
-`baseline/` (the SASRec it is compared with), `lut.json` (the table the search read), `artifacts/`
-(`.pte`/`.onnx` files with sidecars), `artifacts.json`, `bench.json`, `energy.json`,
-`data_stats.json`, `commands.json`, `report.html`, `report.md`.
+The run directory's files are read and written through `easrec.rundir.RunDir` (its layout is there).
 """
 
 from __future__ import annotations
@@ -22,10 +19,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 from easrec.errors import EasrecError
-from easrec.io import atomic_write_json
-from easrec.space import Arch, SearchSpace, reference_arch
+from easrec.io import read_json
+from easrec.presets import PRESETS, Preset
+from easrec.rundir import ARTIFACTS, BENCH, COMMANDS, DATA_STATS, ENERGY, METRICS, RunDir
+from easrec.space import Arch, SearchSpace
 
 log = logging.getLogger(__name__)
+
+# PRESETS and Preset live in easrec.presets and are re-exported here, where callers have always found them.
+__all__ = ["LUT_DTYPE", "PRESETS", "STAGES", "STATE_FILE", "Pipeline", "Preset", "RunOptions", "cache_fields",
+           "fingerprint_mismatch", "lut_cache_dir"]
 
 STAGES = ("data", "baseline", "profile", "search", "export", "bench", "energy", "report")
 STATE_FILE = "pipeline.json"
@@ -46,37 +49,6 @@ def fingerprint_mismatch(stored: dict[str, Any], current: dict[str, Any], fields
         if stored.get(key) != current.get(key):
             return f"field 'device.{key}' is {stored.get(key)!r}, this device has {current.get(key)!r}"
     return None
-
-
-@dataclass
-class Preset:
-    """Sizes and effort of one pipeline run."""
-
-    baseline: dict = field(default_factory=lambda: reference_arch().to_dict())
-    space: dict = field(default_factory=lambda: SearchSpace().to_dict())
-    epochs: int = 200
-    patience: int = 10
-    lr: float = 1e-3
-    search_epochs: int = 20
-    validate_subnets: int = 20
-    profile_max_seconds: float = 1.5
-    bench_runs: int = 100
-    energy_runs: int = 500
-    energy_seconds: float = 3.0
-
-
-PRESETS: dict[str, Preset] = {
-    "full": Preset(),
-    # Small enough for `make demo` on a 2-core machine in a few minutes, every stage real.
-    "quick": Preset(
-        baseline={"max_len": 50, "d": 32, "layers": [{"heads": 2, "ffn": 128}] * 2, "attention": "softmax",
-                  "gates": False, "head_size": 16},
-        space=SearchSpace(max_lens=(20, 50), ds=(16, 32), heads=(1, 2), ffns=(32, 128), depths=(1, 2),
-                          attentions=("softmax",)).to_dict(),
-        epochs=15, patience=3, lr=3e-3, search_epochs=3, validate_subnets=8, profile_max_seconds=0.5,
-        bench_runs=50, energy_runs=200, energy_seconds=2.0,
-    ),
-}
 
 
 @dataclass
@@ -116,6 +88,7 @@ class Pipeline:
 
     def __init__(self, out: Path, opts: RunOptions, on_stage: Callable[[str, str], None] | None = None):
         self.out = Path(out)
+        self.run_dir = RunDir(self.out)
         self.opts = opts
         if opts.preset not in PRESETS:
             raise EasrecError(f"--preset must be one of {sorted(PRESETS)}, got {opts.preset!r}")
@@ -134,7 +107,7 @@ class Pipeline:
         path = Path(out) / STATE_FILE
         if not path.exists():
             raise EasrecError(f"{out}: no {STATE_FILE}: not an `easrec run` directory")
-        state = json.loads(path.read_text())
+        state = read_json(path)
         pipe = cls(out, RunOptions(**state["options"]), on_stage)
         pipe.state = state
         return pipe
@@ -144,7 +117,7 @@ class Pipeline:
         """A new run in `out`, or the same run continued when `out` was started with the same options."""
         path = Path(out) / STATE_FILE
         if path.exists():
-            raw = json.loads(path.read_text()).get("options") or {}
+            raw = read_json(path).get("options") or {}
             try:
                 # Normalised like `opts`: options added since the run was started take their defaults.
                 stored = asdict(RunOptions(**raw))
@@ -169,9 +142,11 @@ class Pipeline:
             (self.out / name).unlink(missing_ok=True)
 
     def save(self) -> None:
-        atomic_write_json(self.out / STATE_FILE, self.state)
+        """Write pipeline.json (options and every stage's status)."""
+        self.run_dir.write(STATE_FILE, self.state)
 
     def done(self, stage: str) -> bool:
+        """Whether `stage` finished in this run directory."""
         return self.state["stages"].get(stage, {}).get("status") == "done"
 
     def run(self) -> dict[str, Any]:
@@ -228,8 +203,8 @@ class Pipeline:
 
     def stage_data(self) -> dict:
         stats = self.data().stats()
-        atomic_write_json(self.out / "data_stats.json", stats)
-        atomic_write_json(self.out / "commands.json", {"commands": self.commands()})
+        self.run_dir.write(DATA_STATS, stats)
+        self.run_dir.write(COMMANDS, {"commands": self.commands()})
         return {"users": stats.get("users"), "items": stats.get("items"), "interactions": stats.get("interactions")}
 
     def keep_seen(self) -> bool:
@@ -358,7 +333,7 @@ class Pipeline:
             par = rep.get("parity", {})
             rows.append({"model": model, "path": str(path), "format": fmt, "quantize": q,
                          "size_bytes": path.stat().st_size, "parity": par})
-        atomic_write_json(self.out / "artifacts.json", rows)
+        self.run_dir.write(ARTIFACTS, rows)
         return {"artifacts": len(rows), "parity_passed": all(r["parity"].get("passed", True) for r in rows)}
 
     def stage_bench(self) -> dict:
@@ -369,19 +344,16 @@ class Pipeline:
         for model, _, q, path in self.artifacts():
             res = bench_artifact(path, device, runs=self.preset.bench_runs, threads=self.opts.threads)
             rows.append({"model": model, "quantize": q, **res})
-        atomic_write_json(self.out / "bench.json", rows)
-        # The subnet's measured latency goes next to its predicted one (same runtime, fp32).
-        metrics_path = self.out / "metrics.json"
-        metrics = json.loads(metrics_path.read_text())
+        self.run_dir.write(BENCH, rows)
+        # The subnet's measured latency goes next to its predicted one (same runtime, fp32), and beside the
+        # budget it was searched under (both ms, same runtime).
         sub = next(r for r in rows if r["model"] == "subnet" and r["quantize"] == "none")
         base = next(r for r in rows if r["model"] == "baseline" and r["quantize"] == "none")
-        metrics["measured_ms"] = sub["median_ms"]
-        metrics["baseline_measured_ms"] = base["median_ms"]
-        # The exported subnet's measured latency beside the budget it was searched under (both ms, same runtime).
-        if metrics.get("unit", "ms") == "ms" and metrics.get("budget"):
-            metrics["budget_ms"] = metrics["budget"]
-            metrics["measured_over_budget"] = sub["median_ms"] / metrics["budget"]
-        atomic_write_json(metrics_path, metrics)
+        fields = {"measured_ms": sub["median_ms"], "baseline_measured_ms": base["median_ms"]}
+        searched = self.run_dir.read(METRICS)
+        if searched.get("unit", "ms") == "ms" and searched.get("budget"):
+            fields.update(budget_ms=searched["budget"], measured_over_budget=sub["median_ms"] / searched["budget"])
+        metrics = self.run_dir.update(METRICS, **fields)
         return {"subnet_ms": sub["median_ms"], "baseline_ms": base["median_ms"], "speedup": base["median_ms"] / sub["median_ms"],
                 "budget_ms": metrics.get("budget_ms"), "measured_over_budget": metrics.get("measured_over_budget")}
 
@@ -396,7 +368,7 @@ class Pipeline:
             res = measure_energy(path, artifact_inputs(path), device, self.preset.energy_runs,
                                  threads=self.opts.threads, min_seconds=self.preset.energy_seconds)
             rows.append({"model": model, "quantize": q, "artifact": str(path), **res.to_dict()})
-        atomic_write_json(self.out / "energy.json", rows)
+        self.run_dir.write(ENERGY, rows)
         return {r["model"] + ("-int8" if r["quantize"] != "none" else ""): r.get("mj_per_inference") for r in rows}
 
     def stage_report(self) -> dict:
@@ -409,33 +381,4 @@ class Pipeline:
 
     def summary(self) -> dict[str, Any]:
         """The numbers a person wants at the end: accuracy, latency, energy, size of baseline and subnet."""
-        def load(name: str) -> Any:
-            p = self.out / name
-            return json.loads(p.read_text()) if p.exists() else None
-
-        base_m, sub_m = load("baseline/metrics.json") or {}, load("metrics.json") or {}
-        bench = load("bench.json") or []
-        energy = load("energy.json") or []
-        arts = load("artifacts.json") or []
-        rows = {}
-        for model, m in (("baseline", base_m), ("subnet", sub_m)):
-            row = {"arch": Arch.from_dict(m["arch"]).describe() if m.get("arch") else None,
-                   "ndcg@10": (m.get("test") or {}).get("ndcg@10"), "hr@10": (m.get("test") or {}).get("hr@10"),
-                   "params": m.get("params")}
-            for b in bench:
-                if b["model"] == model:
-                    row["ms" if b["quantize"] == "none" else "ms_int8"] = b["median_ms"]
-            for a in arts:
-                if a["model"] == model:
-                    row["bytes" if a["quantize"] == "none" else "bytes_int8"] = a["size_bytes"]
-                    if a["quantize"] != "none":
-                        row["ndcg@10_int8"] = (a.get("parity") or {}).get("artifact_metrics", {}).get("ndcg@10")
-            for e in energy:
-                if e["model"] == model and e["quantize"] == "none":
-                    row["mj"] = e.get("mj_per_inference")
-                    row["energy_source"] = e.get("source")
-            rows[model] = row
-        return {"run": str(self.out), "report": str(self.out / "report.html"), "models": rows,
-                "predicted_ms": sub_m.get("predicted_cost"), "budget_ms": sub_m.get("budget"),
-                "measured_ms": sub_m.get("measured_ms"), "measured_over_budget": sub_m.get("measured_over_budget"),
-                "stages": {k: v.get("seconds") for k, v in self.state["stages"].items()}}
+        return self.run_dir.summary({k: v.get("seconds") for k, v in self.state["stages"].items()})

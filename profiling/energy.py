@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 import numpy as np
 
 from easrec.devices import Device, get_device, load_runner
@@ -44,17 +45,14 @@ def measure_energy(
     device: Device | str = "cpu",
     runs: int = 200,
     *,
-    country_iso_code: str = "USA",
     threads: int = 1,
-    warmup: int = 10,
-    min_seconds: float = 2.0,
-    measure_power_secs: float = 0.5,
-    tracking_mode: str = "process",
+    **window: Any,
 ) -> EnergyResult:
     """Joules per inference of `artifact` on `inputs`, per part, net of an idle baseline.
 
-    `device`: a spec string or a `Device` (`cpu`, `cuda[:N]`, `android:SERIAL`). On `cpu` and `cuda`
-    the keyword options are codecarbon's window (`easrec.profiling.host_energy.measure_host_energy`);
+    `device`: a spec string or a `Device` (`cpu`, `cuda[:N]`, `android:SERIAL`). On `cpu` and `cuda`,
+    `window` holds codecarbon's options (`country_iso_code`, `warmup`, `min_seconds`,
+    `measure_power_secs`, `tracking_mode`: see `easrec.profiling.host_energy.measure_host_energy`);
     other devices measure themselves (`Device.energy`).
     """
     if isinstance(device, str):
@@ -65,9 +63,7 @@ def measure_energy(
     if not artifact.is_file():
         raise EasrecError(f"{artifact}: no such artifact")
     if getattr(device, "kind", "cpu") in ("cpu", "cuda"):
-        return measure_host_energy(artifact, inputs, device, runs, country_iso_code=country_iso_code, threads=threads,
-                                   warmup=warmup, min_seconds=min_seconds, measure_power_secs=measure_power_secs,
-                                   tracking_mode=tracking_mode)
+        return measure_host_energy(artifact, inputs, device, runs, threads=threads, **window)
     return device.energy(artifact, list(inputs), runs, threads=threads)
 
 
