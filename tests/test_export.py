@@ -101,6 +101,7 @@ def test_topk_graph_excludes_history(run_dir, test_split):
     assert torch.all(scores[:, :-1] >= scores[:, 1:])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["executorch", "onnx"])
 def test_fp32_parity_on_real_data(exported, fmt):
     report = exported[(fmt, "none")]
@@ -116,12 +117,14 @@ def test_fp32_parity_on_real_data(exported, fmt):
     assert Path(report["export"]["report_path"]).is_file()
 
 
+@pytest.mark.slow
 def test_executorch_delegates_linears(exported):
     rep = exported[("executorch", "none")]["export"]["report"]
     assert rep["delegated_nodes"] > 0
     assert rep["ops"].get("aten_addmm_default", rep["ops"].get("aten_linear_default", {"cpu": 0}))["cpu"] == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["executorch", "onnx"])
 def test_int8_sensible(exported, fmt):
     par = exported[(fmt, "int8")]["parity"]
@@ -135,6 +138,7 @@ def test_int8_sensible(exported, fmt):
         assert ops.get("MatMulInteger", 0) >= 2 * len(ARCH.layers)
 
 
+@pytest.mark.slow
 def test_predictor_mapping_unknown_and_empty(exported, run_dir, caplog):
     from easrec.export import load
 
@@ -160,6 +164,7 @@ def test_predictor_mapping_unknown_and_empty(exported, run_dir, caplog):
         pred.run_ids(np.zeros((1, ARCH.max_len), np.int32))
 
 
+@pytest.mark.slow
 def test_sha256_mismatch_and_newer_format(exported, tmp_path):
     import shutil
 
@@ -215,6 +220,7 @@ def test_cli_export_predict_bench(run_dir, tmp_path, capsys):
     assert "easrec: error" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_gated_model_exports_to_executorch_with_parity(tmp_path):
     """A searched subnet carries EASRec's gates: its eval-mode dropout copy must not break XNNPACK partitioning."""
     from easrec.devices.runners import load_runner

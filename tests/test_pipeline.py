@@ -31,6 +31,7 @@ def tiny_preset(monkeypatch):
     return "tiny"
 
 
+@pytest.mark.slow
 def test_pipeline_runs_every_stage_and_resumes_after_a_failure(tmp_path, tiny_preset, monkeypatch, capsys):
     out = tmp_path / "run"
     opts = RunOptions(data="synthetic-small", runtime="onnxruntime", budget_ratio=1.0, preset=tiny_preset,

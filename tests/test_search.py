@@ -188,6 +188,7 @@ def test_dynamic_constraint_drives_expected_cost_under_budget(small_data):
     assert TINY.contains(result.arch)
 
 
+@pytest.mark.slow
 def test_search_cli_writes_metrics_with_cost(tmp_path, capsys):
     out = tmp_path / "s"
     code = main(["search", "synthetic-small", "--budget-ratio", "0.05", "--search-epochs", "2", "--epochs", "2",
