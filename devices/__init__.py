@@ -40,7 +40,7 @@ def get_device(spec: str, **options: Any) -> Device:
     """Build the Device a spec names (cpu, cpu:N, cuda[:N], android:SERIAL, ssh:USER@HOST[:PORT]).
 
     `threads` is taken by every kind and kept as `device.threads`: the cpu device fixes it for
-    every runtime; the others pass it to each measurement (executor_runner's --cpu_threads, the
+    every runtime; the others pass it to each measurement (easrec_runner's --threads, the
     remote entry point's --threads, ONNX Runtime's host threads on cuda). Any other option a kind
     does not take is an EasrecError naming it, not a TypeError.
     """

@@ -180,7 +180,7 @@ class AndroidDevice(Device):
         out = self._adb(f"measuring energy of {artifact.name}", "shell", battery_sampler_script(body, period_s), check=False)
         active = parse_battery_samples(out.stdout or "")
         if active["rc"] not in (0, None):
-            raise self.fail(f"running executor_runner on {artifact.name}", f"exit status {active['rc']}")
+            raise self.fail(f"running {RUNNER_NAME} on {artifact.name}", f"exit status {active['rc']}")
         parsed = parse_executor_runner_output(active["runner_output"], n)
         active_s = (parsed["total_ms"] / 1000.0) if parsed.get("total_ms") else active["seconds"]
         idle_out = self._adb("measuring idle battery power", "shell",

@@ -100,7 +100,7 @@ def parse_battery_samples(text: str) -> dict[str, Any]:
 
     Returns {"t": [s], "current_ua": [µA, discharge positive], "voltage_uv": [µV], "power_w": [W],
     "mean_power_w", "seconds", "n", "current_unit", "voltage_unit", "discharge_sign", "rc",
-    "runner_output"}: the lines after ``RUNNER_OUTPUT`` are executor_runner's own log, ``RC n`` its
+    "runner_output"}: the lines after ``RUNNER_OUTPUT`` are the runner's own log (easrec_runner), ``RC n`` its
     exit status. Unparseable lines (a failed `cat`) are skipped; fewer than 2 samples is an error.
     """
     t, cur, volt = [], [], []
