@@ -56,7 +56,7 @@ import torch.nn as nn
 
 from easrec.cost import Component, components, space_components
 from easrec.export.graph import TopKGraph
-from easrec.model.sasrec import SASRec, layer_norm, running_mean
+from easrec.model.sasrec import SASRec, running_mean
 from easrec.space import Arch, LayerArch
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ class EmbeddingPart(nn.Module):
 
 
 class AttentionPart(nn.Module):
-    """LN1 + attention + residual of block `i` (only the newest position when `last`): `SASRec.attention_step`."""
+    """Attention + residual + LN1 of block `i` (only the newest position when `last`): `SASRec.attention_step`."""
 
     def __init__(self, model: SASRec, i: int, arch: Arch, last: bool):
         super().__init__()
@@ -109,7 +109,7 @@ class AttentionPart(nn.Module):
 
 
 class FeedForwardPart(nn.Module):
-    """LN2 + (optionally gated) FFN + residual + re-mask of block `i` (`SASRec.ffn_step`); `last` adds the final LN."""
+    """(Optionally gated) FFN + residual + LN2 + re-mask of block `i` (`SASRec.ffn_step`); `last` keeps the newest row."""
 
     def __init__(self, model: SASRec, i: int, arch: Arch, last: bool, gated: bool):
         super().__init__()
@@ -123,7 +123,7 @@ class FeedForwardPart(nn.Module):
             summary = gate_input if self.last else running_mean(gate_input, keep)
         x = self.model.ffn_step(self.i, x, keep, summary, self.arch, final=self.last)
         if self.last:
-            return layer_norm(self.model.ln_f, x, self.arch.d)[:, -1]
+            return x[:, -1]
         return x
 
 

@@ -668,3 +668,22 @@ def test_data_stats_density_counts_distinct_pairs(tmp_path, capsys):
     rc, out, err = _run(["data", "stats", str(tmp_path / "repeats.csv"), "--json"], capsys)
     stats = json.loads(out)
     assert rc == 0 and stats["interactions"] == 30 and stats["density"] == 1.0  # 6 distinct pairs of 3 × 2
+
+
+def test_a_pre_ln_model_file_is_refused_with_a_retrain_hint(tmp_path):
+    """Model files from the pre-LN SASRec (final `ln_f`, no input `ln_in`) would load nothing sensible."""
+    import torch
+
+    from easrec.errors import EasrecError
+    from easrec.model import SASRec
+    from easrec.train.checkpoint import load_model, save_model
+    from easrec.train.run import sasrec_arch
+
+    model = SASRec(sasrec_arch(8, 16, 1, 1, 32), 30, 0.0)
+    save_model(model, tmp_path / "model.pt")
+    payload = torch.load(tmp_path / "model.pt", weights_only=True)
+    state = payload["state_dict"]
+    state["ln_f.weight"], state["ln_f.bias"] = state.pop("ln_in.weight"), state.pop("ln_in.bias")
+    torch.save(payload, tmp_path / "model.pt")
+    with pytest.raises(EasrecError, match="model.pt: holds the earlier pre-LN SASRec.*retrain"):
+        load_model(tmp_path / "model.pt")

@@ -15,7 +15,7 @@ from easrec.cost import Component, components, space_components
 from easrec.devices import get_device
 from easrec.errors import EasrecError
 from easrec.export.graph import TopKGraph
-from easrec.model.sasrec import SASRec, layer_norm
+from easrec.model.sasrec import SASRec
 from easrec.profiling.components import (
     AttentionPart, EmbeddingPart, FeedForwardPart, component_module, design_programs, padded_ids, program_id,
     running_mean,
@@ -57,7 +57,6 @@ def test_component_parts_reproduce_sasrec_forward(kind, gates):
         x = AttentionPart(model, 1, arch, last=False)(x_inner, mask, keep)
         ffn1_full = FeedForwardPart(model, 1, arch, last=False, gated=gates)
         full = ffn1_full(x, keep, x0) if gates else ffn1_full(x, keep)
-        full = layer_norm(model.ln_f, full, arch.d)
         assert full.shape == ref_full.shape == (1, 20, 32)
         torch.testing.assert_close(full, ref_full, rtol=1e-5, atol=1e-6)
         scorer, (hh, ids2) = component_module(Component.make("scoring", d=32), N_ITEMS, model=model)
@@ -359,6 +358,12 @@ def test_validation_reports_noise_floor_and_picks_a_correction(tmp_path, fake_lo
     assert res["lut"]["test"]["within_10pct"] == 1.0  # additive device, additive table
     assert res["corrections"]["chosen"] in ("none", "affine", "per_type")
     assert res["load_average"]["cores"] and res["timing"]["measuring_s"] > 0
+    from easrec.cli.profile import validation_rows
+
+    rows = dict(validation_rows(res))  # what `easrec profile validate` prints
+    assert rows["noise floor (test-retest within ±10 %)"] == "100 % of 10 subnets"
+    assert rows["correction chosen"].startswith(res["corrections"]["chosen"])
+    assert "lowering" in rows["time (s)"] and "cores" in rows["load average"]
     data = json.loads((tmp_path / "lut.json").read_text())
     assert data["correction"]["selected_by"] == "held-out MAPE" and data["load_average"]["validation"]
     for r in res["subnets"]:

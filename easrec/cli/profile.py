@@ -136,6 +136,13 @@ def run_build(args: argparse.Namespace) -> dict:
                         f"{threads} thread(s)"),
             ("entries", len(table.entries)), ("build time (s)", result["build_seconds"]),
             ("canary drift", f"{100 * canary['drift']:+.1f} %" if "drift" in canary else "n/a (nothing measured)")]
+    timing, load = table.data.get("timing") or {}, (table.data.get("load_average") or {}).get("build") or {}
+    if timing:
+        rows.append(("lowering / measuring (s)", f"{timing.get('lowering_s', 0):.0f} / {timing.get('measuring_s', 0):.1f} "
+                                                 f"({timing.get('graphs_lowered', 0)} graphs lowered, "
+                                                 f"{timing.get('graphs_from_cache', 0)} from cache)"))
+    if load:
+        rows.append(("load average", f"{load['min']:.1f}–{load['max']:.1f} on {load.get('cores', '?')} cores"))
     return emit(args, result, title="latency table", rows=rows)
 
 
@@ -161,12 +168,19 @@ def run_validate(args: argparse.Namespace) -> dict:
     with _Progress(progress_enabled(args), f"validating {stored['runtime']} {stored['dtype']}") as bar:
         res = validate_lut(args.lut, device, args.subnets, seed=args.seed, settings=_settings(args),
                            workers=args.workers, progress=bar)
-    lut, flops = res["lut"], res["flops"]
     result = {k: v for k, v in res.items() if k != "subnets"}
     result["lut_file"] = str(args.lut)
+    return emit(args, result, title=f"LUT validation ({args.lut})", rows=validation_rows(res))
+
+
+def validation_rows(res: dict) -> list[tuple[str, object]]:
+    """The summary rows `easrec profile validate` prints for a `validate_lut` result."""
+    lut, flops = res["lut"], res["flops"]
     rows = [
         ("subnets", f"{res['n_subnets']} (correction fitted on {len(res['fit_idx'])}, scored on {len(res['test_idx'])})"),
-        ("correction", f"measured ≈ {lut['a']:.3f} · LUT sum + {lut['b']:.3f} ms"),
+        ("correction", "measured ≈ Σ factor(type) · LUT(type) + {:.3f} ms, factors {}".format(
+            lut["b"], ", ".join(f"{k} {v:.2f}" for k, v in lut["factors"].items()))
+         if lut.get("kind") == "per_type" else f"measured ≈ {lut['a']:.3f} · LUT sum + {lut['b']:.3f} ms"),
         ("LUT within ±10 %", f"{100 * lut['test']['within_10pct']:.0f} %"),
         ("LUT MAPE", f"{lut['test']['mape_pct']:.1f} %"),
         ("LUT Kendall τ", f"{lut['test']['kendall_tau']:.3f}"),
@@ -175,4 +189,18 @@ def run_validate(args: argparse.Namespace) -> dict:
         ("FLOPs Kendall τ", f"{flops['test']['kendall_tau']:.3f}"),
         ("canary drift", f"{100 * res['canary']['drift']:+.1f} %"),
     ]
-    return emit(args, result, title=f"LUT validation ({args.lut})", rows=rows)
+    chosen = (res.get("corrections") or {}).get("chosen")
+    if chosen:
+        rows.insert(1, ("correction chosen", f"{chosen} (lowest held-out error of "
+                                              f"{', '.join(res['corrections']['candidates'])})"))
+    floor = res.get("noise_floor")
+    if floor:
+        # The floor is how often two measurements of the same file agree: no table can beat it.
+        rows.append(("noise floor (test-retest within ±10 %)", f"{100 * floor['within_10pct']:.0f} % of {floor['n']} subnets"))
+    timing, load = res.get("timing") or {}, res.get("load_average") or {}
+    if timing:
+        rows.append(("time (s)", f"{res.get('seconds', 0):.0f} total, {timing.get('lowering_s', 0):.0f} lowering, "
+                                 f"{timing.get('measuring_s', 0):.1f} measuring"))
+    if load:
+        rows.append(("load average", f"{load['min']:.1f}–{load['max']:.1f} on {load.get('cores', '?')} cores"))
+    return rows

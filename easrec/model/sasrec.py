@@ -57,9 +57,10 @@ class Gate(nn.Module):
 class Attention(nn.Module):
     """Multi-head causal self-attention with heads of fixed size; softmax or linear (ELU+1, L2-normalised)."""
 
-    def __init__(self, d: int, heads: int, head_size: int):
+    def __init__(self, d: int, heads: int, head_size: int, dropout: float = 0.0):
         super().__init__()
         self.head_size = head_size
+        self.dropout = dropout  # on the softmax attention probabilities while training, as in RecBole
         inner = heads * head_size
         self.q = nn.Linear(d, inner)
         self.k = nn.Linear(d, inner)
@@ -91,7 +92,7 @@ class Attention(nn.Module):
         q, k, v = proj(self.q, xq), proj(self.k, x), proj(self.v, x)
         if kind == "softmax":
             att = q @ k.transpose(-1, -2) * (1.0 / math.sqrt(hs)) + mask
-            y = att.softmax(dim=-1) @ v
+            y = F.dropout(att.softmax(dim=-1), self.dropout, self.training) @ v
         else:
             fq = F.normalize(F.elu(q) + 1.0, dim=-1)
             fk = F.normalize(F.elu(k) + 1.0, dim=-1) * keep.view(B, 1, L, 1)
@@ -157,12 +158,12 @@ def layer_norm(ln: nn.LayerNorm, x: torch.Tensor, d: int) -> torch.Tensor:
 
 
 class Block(nn.Module):
-    """Pre-LN transformer block: x + attn(ln(x)), then x + ffn(ln(x)) with optional gates."""
+    """Post-LN transformer block (SASRec's and RecBole's): ln(x + attn(x)), then ln(x + ffn(x)) with optional gates."""
 
-    def __init__(self, d: int, heads: int, head_size: int, ffn: int, gates: bool):
+    def __init__(self, d: int, heads: int, head_size: int, ffn: int, gates: bool, attn_dropout: float = 0.0):
         super().__init__()
         self.ln1 = nn.LayerNorm(d)
-        self.attn = Attention(d, heads, head_size)
+        self.attn = Attention(d, heads, head_size, attn_dropout)
         self.ln2 = nn.LayerNorm(d)
         self.ffn = FeedForward(d, ffn)
         self.gate_inner = Gate(d, ffn) if gates else None
@@ -170,7 +171,11 @@ class Block(nn.Module):
 
 
 class SASRec(nn.Module):
-    """SASRec (Kang & McAuley 2018), pre-LN, tied output embedding, positions counted from the newest item.
+    """SASRec (Kang & McAuley 2018) as RecBole builds it, positions counted from the newest item.
+
+    LayerNorm(item + position) input, post-LN blocks, dropout on hidden states and attention probabilities,
+    N(0, 0.02) initialisation, output embedding tied to the input one. Measured against the pre-LN variant
+    (√d-scaled input, final LN) on ml-100k: benchmarks/README.md, "SASRec on ml-100k".
 
     Built at the size of `arch`; `encode(..., active=smaller_arch)` runs a leading slice of it, which is
     how the supernet (`easrec.model.supernet.Supernet`) shares weights.
@@ -184,9 +189,9 @@ class SASRec(nn.Module):
         self.item_emb = nn.Embedding(n_items + 1, arch.d, padding_idx=0)
         self.pos_emb = nn.Embedding(arch.max_len, arch.d)
         self.blocks = nn.ModuleList(
-            Block(arch.d, layer.heads, arch.head_size, layer.ffn, arch.gates) for layer in arch.layers
+            Block(arch.d, layer.heads, arch.head_size, layer.ffn, arch.gates, dropout) for layer in arch.layers
         )
-        self.ln_f = nn.LayerNorm(arch.d)
+        self.ln_in = nn.LayerNorm(arch.d)
         self.drop = nn.Dropout(dropout)
         causal = torch.triu(torch.full((arch.max_len, arch.max_len), NEG), diagonal=1)
         self.register_buffer("causal", causal, persistent=False)
@@ -200,7 +205,7 @@ class SASRec(nn.Module):
         L = ids.shape[1]
         keep = (ids != 0).to(self.item_emb.weight.dtype)  # [B, L]
         pos = self.pos_emb.weight[:L, :d].flip(0)
-        x = F.embedding(ids, self.item_emb.weight[:, :d]) * math.sqrt(d) + pos
+        x = layer_norm(self.ln_in, F.embedding(ids, self.item_emb.weight[:, :d]) + pos, d)
         x = x * keep.unsqueeze(-1)
         summary = None
         if arch.gates:
@@ -215,24 +220,23 @@ class SASRec(nn.Module):
 
     def attention_step(self, i: int, x: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor, arch: Arch,
                        final: bool = False, head_weights: torch.Tensor | None = None) -> torch.Tensor:
-        """LN + attention + residual of block i (only the newest position when `final`)."""
+        """Attention + residual + LN of block i (only the newest position when `final`)."""
         block, layer = self.blocks[i], arch.layers[i]
-        h = layer_norm(block.ln1, x, arch.d)
-        a = block.attn(h, mask[:, :, -1:, :] if final else mask, keep, d=arch.d, heads=layer.heads,
+        a = block.attn(x, mask[:, :, -1:, :] if final else mask, keep, d=arch.d, heads=layer.heads,
                        kind=arch.attention, last_only=final, head_weights=head_weights)
-        return (x[:, -1:] if final else x) + self.drop(a)
+        return layer_norm(block.ln1, (x[:, -1:] if final else x) + self.drop(a), arch.d)
 
     def ffn_step(self, i: int, x: torch.Tensor, keep: torch.Tensor, summary: torch.Tensor | None, arch: Arch,
                  final: bool = False, ffn_weights: torch.Tensor | None = None) -> torch.Tensor:
-        """LN + (gated) FFN + residual + padding re-mask of block i."""
+        """(Gated) FFN + residual + LN + padding re-mask of block i."""
         block, layer, d = self.blocks[i], arch.layers[i], arch.d
         g_in = g_out = None
         if arch.gates and block.gate_inner is not None:
             s = summary[:, -1:] if final else summary
             g_in = block.gate_inner(s, d, layer.ffn)
             g_out = block.gate_out(s, d, d)
-        h = layer_norm(block.ln2, x, d)
-        x = x + self.drop(block.ffn(h, d=d, ffn=layer.ffn, gate_inner=g_in, gate_out=g_out, ffn_weights=ffn_weights))
+        y = block.ffn(x, d=d, ffn=layer.ffn, gate_inner=g_in, gate_out=g_out, ffn_weights=ffn_weights)
+        x = layer_norm(block.ln2, x + self.drop(y), d)
         return x * (keep[:, -1:] if final else keep).unsqueeze(-1)
 
     def encode(
@@ -256,7 +260,6 @@ class SASRec(nn.Module):
                 mixed = x * soft.depth_weights[i] if mixed is None else mixed + x * soft.depth_weights[i]
         if mixed is not None:
             x = mixed
-        x = layer_norm(self.ln_f, x, arch.d)
         if last_only:
             return x[:, -1]
         return x
@@ -344,13 +347,13 @@ class SASRec(nn.Module):
 
 
 def _init_weights(module: nn.Module) -> None:
-    # nn.Module.apply visits children first, so a Gate re-initialises its own output layer last.
+    # RecBole's N(0, 0.02); nn.Module.apply visits children first, so a Gate re-initialises its output layer last.
     if isinstance(module, nn.Linear):
-        nn.init.xavier_uniform_(module.weight)
+        nn.init.normal_(module.weight, std=0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
     elif isinstance(module, nn.Embedding):
-        nn.init.normal_(module.weight, std=0.02 if module.padding_idx is None else 1.0 / math.sqrt(module.weight.shape[1]))
+        nn.init.normal_(module.weight, std=0.02)
         if module.padding_idx is not None:
             with torch.no_grad():
                 module.weight[module.padding_idx].zero_()

@@ -56,7 +56,7 @@ class Supernet(SASRec):
         d, hs = arch.d, arch.head_size
         sub.item_emb.weight.copy_(self.item_emb.weight[:, :d])
         sub.pos_emb.weight.copy_(self.pos_emb.weight[: arch.max_len, :d])
-        _copy_ln(sub.ln_f, self.ln_f, d)
+        _copy_ln(sub.ln_in, self.ln_in, d)
         for layer, src, dst in zip(arch.layers, self.blocks, sub.blocks):
             inner = layer.heads * hs
             _copy_ln(dst.ln1, src.ln1, d)

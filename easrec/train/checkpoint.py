@@ -146,6 +146,9 @@ def load_model(path: Path) -> SASRec:
             raise EasrecError(f"{path}: model file has no field '{field}'")
     arch = Arch.from_dict(payload["arch"], source=f"{path}: arch")
     model = SASRec(arch, int(payload["n_items"]), float(payload.get("dropout", 0.0)))
+    if "ln_f.weight" in payload["state_dict"] and "ln_in.weight" not in payload["state_dict"]:
+        raise EasrecError(f"{path}: holds the earlier pre-LN SASRec, which easrec replaced by the post-LN one; "
+                          "retrain it with `easrec train`")
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:
