@@ -36,26 +36,3 @@ def field_of(message: str) -> str | None:
         return found.group(1)
     found = _OPTION_AT_START.match(message)
     return found.group(1) if found else None
-
-
-# The atomic writers live in `easrec.io`; these names stay only for export/, which still imports them
-# from here (remove them, and the errors <-> io entry of tests/test_structure.py, once it imports easrec.io).
-def atomic_write_bytes(path, data: bytes) -> None:
-    """Forward to `easrec.io.atomic_write_bytes`."""
-    from easrec import io
-
-    io.atomic_write_bytes(path, data)
-
-
-def atomic_write_text(path, text: str) -> None:
-    """Forward to `easrec.io.atomic_write_text`."""
-    from easrec import io
-
-    io.atomic_write_text(path, text)
-
-
-def atomic_write_json(path, obj) -> None:
-    """Forward to `easrec.io.atomic_write_json`."""
-    from easrec import io
-
-    io.atomic_write_json(path, obj)
