@@ -23,7 +23,6 @@ is ignored):
 
 from __future__ import annotations
 
-import importlib.metadata
 import importlib.util
 import logging
 import os
@@ -38,6 +37,7 @@ from typing import Any, Callable, Sequence
 
 from easrec.devices.timing import LatencyStats, is_stable, summarize
 from easrec.errors import EasrecError
+from easrec.io import package_version
 
 log = logging.getLogger(__name__)
 
@@ -182,10 +182,10 @@ def executorch_package_dir() -> Path:
 
 def installed_executorch_version() -> str:
     """The installed executorch distribution's version, e.g. '1.5.1'."""
-    try:
-        return importlib.metadata.version("executorch")
-    except importlib.metadata.PackageNotFoundError:
-        raise EasrecError("native runner: executorch is not installed in this Python (pip install executorch)") from None
+    found = package_version("executorch")
+    if found is None:
+        raise EasrecError("native runner: executorch is not installed in this Python (pip install executorch)")
+    return found
 
 
 def target_executorch_version(source_dir: Path = SOURCE_DIR) -> str:
