@@ -49,7 +49,8 @@ from easrec.space import Arch, SearchSpace
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+# 2: components of the post-LN SASRec; a table measured on the pre-LN blocks (1) is refused and re-measured.
+FORMAT_VERSION = 2
 METHOD = "in-context-1"
 # Device fingerprint fields that must agree for a table to be used (hostname and python may differ).
 FINGERPRINT_FIELDS = ("kind", "cpu", "cores", "threads", "os", "machine", "runtime", "runtime_version", "dtype")

@@ -11,6 +11,7 @@ import pytest
 
 from easrec.errors import EasrecError
 from easrec.profiling import energy as en
+from easrec.profiling.table import FORMAT_VERSION
 
 DATA = Path(__file__).parent / "data"
 
@@ -145,7 +146,7 @@ def test_sampler_script_is_one_phone_side_loop():
 
 def _latency_lut() -> dict:
     return {
-        "format": 1, "unit": "ms", "device": {"kind": "cpu", "runtime": "executorch", "dtype": "fp32"},
+        "format": FORMAT_VERSION, "unit": "ms", "device": {"kind": "cpu", "runtime": "executorch", "dtype": "fp32"},
         "space": {}, "space_hash": "x", "n_items": 100, "batch": 1,
         "entries": {"overhead": {"median_ms": 0.05, "p10_ms": 0.04, "p90_ms": 0.06, "runs": 30},
                     "ffn/L=50/d=32/ffn=64": {"median_ms": 0.2, "p10_ms": 0.18, "p90_ms": 0.25, "runs": 30}},

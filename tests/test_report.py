@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from easrec.profiling.report import write_report
+from easrec.profiling.table import FORMAT_VERSION
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -56,7 +57,7 @@ def runs(tmp_path):
     for i in range(12):
         m = 0.5 + 0.2 * i
         rows.append({"describe": f"s{i}", "lut_sum_ms": m * (1 + (0.15 if i % 5 == 0 else 0.03)), "measured_ms": m})
-    lut = {"format": 1, "unit": "ms", "device": {"kind": "cpu", "cpu": "AMD EPYC", "runtime": "executorch",
+    lut = {"format": FORMAT_VERSION, "unit": "ms", "device": {"kind": "cpu", "cpu": "AMD EPYC", "runtime": "executorch",
                                                    "runtime_version": "1.5.1", "dtype": "fp32", "threads": 1},
            "entries": {"overhead": {"median_ms": 0.05, "p10_ms": 0.04, "p90_ms": 0.06, "runs": 30}},
            "validation": {"n_subnets": 12, "subnets": rows,
