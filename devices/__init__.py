@@ -16,11 +16,12 @@ from easrec.devices.cpu import CpuDevice
 from easrec.devices.cuda import CudaDevice
 from easrec.devices.runners import Runner, load_runner
 from easrec.devices.ssh import SshDevice
-from easrec.devices.timing import LatencyStats, summarize, time_callable
+from easrec.devices.timing import LatencyStats, MeasurePolicy, summarize, time_callable
 from easrec.errors import EasrecError
 
 __all__ = [
-    "Device", "LatencyStats", "Runner", "device_options", "get_device", "list_devices", "load_runner", "parse_spec",
+    "Device", "LatencyStats", "MeasurePolicy", "Runner", "device_options", "get_device", "list_devices", "load_runner",
+    "parse_spec",
     "summarize", "time_callable",
 ]
 

@@ -31,7 +31,7 @@ from easrec.devices.battery import (
 from easrec.devices.energy import EnergyResult
 from easrec.devices.native_runner import (check_output_version, measure_in_batches, parse_runner_output, runner_args,
                                           runner_error)
-from easrec.devices.timing import LatencyStats
+from easrec.devices.timing import LatencyStats, MeasurePolicy
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,7 @@ class AndroidDevice(Device):
         self.adb = adb
         self.remote_dir = remote_dir.rstrip("/")
         self.timeout = timeout
+        self.rel_tol = 0.02  # relative change of the median that ends measuring (see timing.is_stable)
 
     # -- adb -----------------------------------------------------------------------------------
     def _adb_path(self, step: str) -> str:
@@ -266,18 +267,7 @@ class AndroidDevice(Device):
         check_output_version(parsed, self.name)
         return parsed
 
-    def measure(
-        self,
-        artifact: Path,
-        inputs: list[np.ndarray],
-        *,
-        threads: int = 1,
-        warmup: int = 10,
-        min_runs: int = 30,
-        max_runs: int = 200,
-        max_seconds: float = 10.0,
-        rel_tol: float = 0.02,
-    ) -> LatencyStats:
+    def timed(self, artifact: Path, inputs: list[np.ndarray], threads: int, policy: MeasurePolicy) -> LatencyStats:
         """Run easrec_runner: `warmup` warm-up and min_runs timed iterations (more batches until stable or max_runs)."""
         artifact = Path(artifact)
         if artifact.suffix.lower() != ".pte":
@@ -285,10 +275,10 @@ class AndroidDevice(Device):
         self._adb_path(f"measuring {artifact.name}")
         runner = self.push_runner()
         model = self.push(artifact)
-        remote_inputs = self.push_inputs(list(inputs))
+        remote_inputs = self.push_inputs(inputs)
         stats = measure_in_batches(
-            lambda n: self._run_once(runner, model, remote_inputs, n, threads, artifact.name, warmup=warmup),
-            min_runs=min_runs, max_runs=max_runs, max_seconds=max_seconds, rel_tol=rel_tol)
+            lambda n: self._run_once(runner, model, remote_inputs, n, threads, artifact.name, warmup=policy.warmup),
+            min_runs=policy.min_runs, max_runs=policy.max_runs, max_seconds=policy.max_seconds, rel_tol=self.rel_tol)
         log.info("%s: %s median %.3f ms over %d runs", self.name, artifact.name, stats.median_ms, stats.runs)
         return stats
 

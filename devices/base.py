@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from easrec.devices.energy import EnergyResult
-from easrec.devices.timing import LatencyStats
+from easrec.devices.timing import LatencyStats, MeasurePolicy
 from easrec.errors import EasrecError
 
 log = logging.getLogger(__name__)
@@ -44,19 +44,32 @@ class Device(ABC):
     def push(self, artifact: Path) -> str:
         """Make `artifact` available on the device; return where it lives there."""
 
-    @abstractmethod
     def measure(
         self,
         artifact: Path,
         inputs: list[np.ndarray],
         *,
-        threads: int = 1,
+        threads: int | None = None,
         warmup: int = 10,
         min_runs: int = 30,
         max_runs: int = 200,
         max_seconds: float = 10.0,
     ) -> LatencyStats:
-        """Latency of `artifact` on `inputs`: load time, first run and steady state separated."""
+        """Latency of `artifact` on `inputs`: load time, first run and steady state separated.
+
+        `threads` None is the device's default (`default_threads`); the other options make the
+        `MeasurePolicy` every backend's `timed` follows.
+        """
+        threads = self.default_threads() if threads is None else int(threads)
+        return self.timed(Path(artifact), list(inputs), threads, MeasurePolicy(warmup, min_runs, max_runs, max_seconds))
+
+    def default_threads(self) -> int:
+        """Threads a measurement uses when the caller names none."""
+        return 1
+
+    @abstractmethod
+    def timed(self, artifact: Path, inputs: list[np.ndarray], threads: int, policy: MeasurePolicy) -> LatencyStats:
+        """Time `artifact` on `inputs` with `threads` runtime threads, stopping as `policy` says."""
 
     def energy_supported(self) -> bool:
         """Whether this device can measure energy (not only estimate it)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -12,7 +13,7 @@ import numpy as np
 
 from easrec.devices.base import Device, host_fingerprint
 from easrec.devices.runners import load_runner
-from easrec.devices.timing import LatencyStats, time_callable
+from easrec.devices.timing import LatencyStats, MeasurePolicy, time_callable
 
 log = logging.getLogger(__name__)
 
@@ -70,30 +71,19 @@ class CpuDevice(Device):
             except OSError:
                 pass
 
-    def measure(
-        self,
-        artifact: Path,
-        inputs: list[np.ndarray],
-        *,
-        threads: int | None = None,
-        warmup: int = 10,
-        min_runs: int = 30,
-        max_runs: int = 200,
-        max_seconds: float = 10.0,
-    ) -> LatencyStats:
+    def default_threads(self) -> int:
+        """The device's own thread count (cpu:N)."""
+        return self.threads
+
+    def timed(self, artifact: Path, inputs: list[np.ndarray], threads: int, policy: MeasurePolicy) -> LatencyStats:
         """Load with the artifact's runtime, then time `Runner.call` on prepared inputs."""
         path = Path(self.push(artifact))
-        threads = self.threads if threads is None else int(threads)
         torch_threads = _torch_threads()
         try:
             with self.named_errors(), self.pinned():
                 runner = load_runner(path, threads=threads, device="cpu")
-                prepared = runner.prepare(list(inputs))
-                stats = time_callable(
-                    lambda: runner.call(prepared),
-                    warmup=warmup, min_runs=min_runs, max_runs=max_runs,
-                    rel_tol=self.rel_tol, max_seconds=max_seconds,
-                )
+                prepared = runner.prepare(inputs)
+                stats = time_callable(lambda: runner.call(prepared), rel_tol=self.rel_tol, **asdict(policy))
         finally:
             if torch_threads is not None:
                 import torch

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import numpy as np
 
 from easrec.devices.base import Device, host_fingerprint
 from easrec.devices.runners import load_runner
-from easrec.devices.timing import LatencyStats, is_stable, summarize, time_callable
+from easrec.devices.timing import LatencyStats, MeasurePolicy, is_stable, summarize, time_callable
 
 log = logging.getLogger(__name__)
 
@@ -66,17 +67,7 @@ class CudaDevice(Device):
         """NVML energy counters exist on most NVIDIA GPUs (Volta and newer)."""
         return _driver_version(self.index) is not None
 
-    def measure(
-        self,
-        artifact: Path,
-        inputs: list[np.ndarray],
-        *,
-        threads: int = 1,
-        warmup: int = 10,
-        min_runs: int = 30,
-        max_runs: int = 200,
-        max_seconds: float = 10.0,
-    ) -> LatencyStats:
+    def timed(self, artifact: Path, inputs: list[np.ndarray], threads: int, policy: MeasurePolicy) -> LatencyStats:
         """`.pt2` with CUDA events around each run, `.onnx` with the CUDA provider; `.pte` is refused."""
         path = Path(self.push(artifact))
         suffix = path.suffix.lower()
@@ -101,20 +92,18 @@ class CudaDevice(Device):
                     torch.cuda.synchronize(self.index)
 
             with self.named_errors():
-                stats = time_callable(step, warmup=warmup, min_runs=min_runs, max_runs=max_runs,
-                                      rel_tol=self.rel_tol, max_seconds=max_seconds)
+                stats = time_callable(step, rel_tol=self.rel_tol, **asdict(policy))
         else:
             torch = self._torch()
             with self.named_errors():
                 runner = load_runner(path, threads=threads, device=self.name)
                 prepared = runner.prepare(list(inputs))
-                stats = self._time_events(torch, runner, prepared, warmup, min_runs, max_runs, max_seconds)
+                stats = self._time_events(torch, runner, prepared, policy)
         stats.load_ms = runner.load_ms
         log.info("%s: %s median %.3f ms over %d runs", self.name, path.name, stats.median_ms, stats.runs)
         return stats
 
-    def _time_events(self, torch: Any, runner: Any, prepared: Any, warmup: int, min_runs: int,
-                     max_runs: int, max_seconds: float) -> LatencyStats:
+    def _time_events(self, torch: Any, runner: Any, prepared: Any, policy: MeasurePolicy) -> LatencyStats:
         def one() -> float:
             start = torch.cuda.Event(enable_timing=True)
             end = torch.cuda.Event(enable_timing=True)
@@ -127,16 +116,16 @@ class CudaDevice(Device):
 
         with torch.cuda.device(self.index):
             first = one()
-            for _ in range(max(0, warmup - 1)):
+            for _ in range(max(0, policy.warmup - 1)):
                 one()
             samples: list[float] = []
             t0 = time.perf_counter()
-            min_runs = max(1, min(min_runs, max_runs))
-            while len(samples) < max_runs:
+            min_runs = max(1, min(policy.min_runs, policy.max_runs))
+            while len(samples) < policy.max_runs:
                 samples.append(one())
                 if len(samples) >= min_runs and is_stable(samples, self.rel_tol):
                     break
-                if time.perf_counter() - t0 >= max_seconds:
+                if time.perf_counter() - t0 >= policy.max_seconds:
                     break
         return summarize(samples, len(samples), None, first)
 

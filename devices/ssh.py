@@ -23,7 +23,7 @@ import numpy as np
 from easrec.devices.base import Device, run_command
 from easrec.devices.native_runner import check_output_version, measure_in_batches, parse_runner_output, runner_args
 from easrec.devices.remote import save_inputs
-from easrec.devices.timing import LatencyStats
+from easrec.devices.timing import LatencyStats, MeasurePolicy
 
 log = logging.getLogger(__name__)
 
@@ -148,32 +148,21 @@ class SshDevice(Device):
         obj = self._remote_json(["info"], "reading info")
         return {**obj.get("info", {}), "kind": "ssh", "spec": self.name}
 
-    def measure(
-        self,
-        artifact: Path,
-        inputs: list[np.ndarray],
-        *,
-        threads: int = 1,
-        warmup: int = 10,
-        min_runs: int = 30,
-        max_runs: int = 200,
-        max_seconds: float = 10.0,
-    ) -> LatencyStats:
+    def timed(self, artifact: Path, inputs: list[np.ndarray], threads: int, policy: MeasurePolicy) -> LatencyStats:
         """Copy artifact + inputs.npz, measure remotely, parse the JSON stats (or time it with the native runner)."""
         artifact = Path(artifact)
         if self.runner is not None:
-            return self._measure_with_runner(artifact, inputs, threads=threads, warmup=warmup, min_runs=min_runs,
-                                             max_runs=max_runs, max_seconds=max_seconds)
+            return self._measure_with_runner(artifact, inputs, threads, policy)
         try:
             remote_artifact = self.push(artifact)
             with tempfile.TemporaryDirectory(prefix="easrec-ssh-") as tmp:
                 npz = Path(tmp) / "inputs.npz"
-                save_inputs(npz, list(inputs))
+                save_inputs(npz, inputs)
                 remote_inputs = self.push(npz)
             obj = self._remote_json(
                 ["measure", "--artifact", remote_artifact, "--inputs", remote_inputs,
-                 "--threads", str(threads), "--warmup", str(warmup), "--min-runs", str(min_runs),
-                 "--max-runs", str(max_runs), "--max-seconds", str(max_seconds)],
+                 "--threads", str(threads), "--warmup", str(policy.warmup), "--min-runs", str(policy.min_runs),
+                 "--max-runs", str(policy.max_runs), "--max-seconds", str(policy.max_seconds)],
                 f"measuring {artifact.name}",
             )
         finally:
@@ -199,8 +188,8 @@ class SshDevice(Device):
                 "threads": getattr(self, "threads", None), "os": f"{lines[0]} {lines[1]}", "machine": lines[2],
                 "python": None, "runtime": "executorch", "runtime_version": None, "runner": str(self.runner)}
 
-    def _measure_with_runner(self, artifact: Path, inputs: list[np.ndarray], *, threads: int, warmup: int,
-                             min_runs: int, max_runs: int, max_seconds: float) -> LatencyStats:
+    def _measure_with_runner(self, artifact: Path, inputs: list[np.ndarray], threads: int,
+                             policy: MeasurePolicy) -> LatencyStats:
         step = f"measuring {artifact.name}"
         if artifact.suffix.lower() != ".pte":
             raise self.fail(step, "the native runner measures ExecuTorch .pte artifacts only")
@@ -211,7 +200,8 @@ class SshDevice(Device):
         last: dict[str, Any] = {}
 
         def batch(n: int) -> dict[str, Any]:
-            cmd = runner_args(remote_runner, remote_artifact, inputs=remote_ids, warmup=warmup, iterations=n, threads=threads)
+            cmd = runner_args(remote_runner, remote_artifact, inputs=remote_ids, warmup=policy.warmup, iterations=n,
+                              threads=threads)
             out = self._exec(self.ssh_command(shlex.join(cmd)), f"running easrec_runner on {artifact.name}")
             try:
                 parsed = parse_runner_output(out.stdout)
@@ -233,7 +223,8 @@ class SshDevice(Device):
                 ids = Path(tmp) / "input_0.bin"
                 ids.write_bytes(np.ascontiguousarray(inputs[0]).astype("<i8", copy=False).tobytes())
                 remote_ids = self.push(ids)
-            stats = measure_in_batches(batch, min_runs=min_runs, max_runs=max_runs, max_seconds=max_seconds)
+            stats = measure_in_batches(batch, min_runs=policy.min_runs, max_runs=policy.max_runs,
+                                       max_seconds=policy.max_seconds)
         finally:
             if self._remote_dir is not None:
                 self.close()

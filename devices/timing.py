@@ -19,6 +19,17 @@ from easrec.errors import EasrecError
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class MeasurePolicy:
+    """When a measurement stops: `warmup` runs not kept, then at least `min_runs` and at most `max_runs`
+    timed runs, within `max_seconds` of timing."""
+
+    warmup: int = 10
+    min_runs: int = 30
+    max_runs: int = 200
+    max_seconds: float = 10.0
+
+
 @dataclass
 class LatencyStats:
     """Steady-state latency of one artifact on one device, in milliseconds."""

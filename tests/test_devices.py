@@ -20,7 +20,7 @@ from easrec.devices import android as android_mod
 from easrec.devices import ssh as ssh_mod
 from easrec.devices.android import AndroidDevice, parse_executor_runner_output
 from easrec.devices.base import parse_adb_devices
-from easrec.devices.timing import is_stable
+from easrec.devices.timing import MeasurePolicy, is_stable
 from easrec.errors import EasrecError
 
 DATA = Path(__file__).parent / "data"
@@ -326,7 +326,8 @@ def test_cuda_event_timing_with_fake_torch(monkeypatch, tmp_path):
     cuda = types.SimpleNamespace(Event=Event, synchronize=lambda i=None: synced.append(i),
                                  device=lambda i: contextlib.nullcontext())
     fake_torch = types.SimpleNamespace(cuda=cuda)
-    stats = CudaDevice(0)._time_events(fake_torch, Runner(), None, warmup=2, min_runs=10, max_runs=50, max_seconds=60)
+    policy = MeasurePolicy(warmup=2, min_runs=10, max_runs=50, max_seconds=60)
+    stats = CudaDevice(0)._time_events(fake_torch, Runner(), None, policy)
     assert stats.first_ms == 30.0 and stats.runs == 10 and stats.samples_ms == [1.0] * 10
     assert len(synced) == 12  # synchronize before every timed and warm-up run
 
