@@ -248,6 +248,12 @@ class TorchRunner(Runner):
         t0 = time.perf_counter()
         try:
             ep = torch.export.load(str(self.path))
+            if self._torch_device.type != "cpu":
+                # Rewrites the device arguments recorded at export (device=cpu in metadata asserts and
+                # factory calls) as well as moving the weights: `.module().to()` alone does only the latter.
+                from torch.export.passes import move_to_device_pass
+
+                ep = move_to_device_pass(ep, self._torch_device)
             self._module = ep.module().to(self._torch_device)
         except Exception as exc:
             raise EasrecError(f"{self.path.name}: loading with torch failed: {_one_line(exc)}") from exc
