@@ -63,7 +63,7 @@ def etdump_ops(path: Path, ids: np.ndarray, runs: int = 200) -> dict[str, float]
 
     prog = Runtime.get().load_program(str(path), enable_etdump=True, debug_buffer_size=0)
     method = prog.load_method("forward")
-    x = torch.from_numpy(ids)
+    x = torch.from_numpy(np.ascontiguousarray(ids))
     for _ in range(runs):
         method.execute([x])
     dump = str(path) + ".etdp"
@@ -79,6 +79,30 @@ def etdump_ops(path: Path, ids: np.ndarray, runs: int = 200) -> dict[str, float]
             out[name] += float(np.percentile(ev.perf_data.raw, 10)) * 1000
     os.remove(dump)
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+GEMMS = [(200, 64, 64), (200, 64, 256), (200, 256, 64), (1, 64, 256), (1, 64, 1683)]  # (rows, in, out) of SASRec's linears
+
+
+def gemm_micro(out_dir: Path) -> list[dict]:
+    """One linear per shape SASRec runs, lowered fp32 / int8 dynamic / int8 static through the same
+    `lower_file`, and XNNPACK's own op time (ETDump p10, µs): where int8 wins and where it loses."""
+    from easrec.export.lowering import lower_file
+
+    rows = []
+    for m, k, n in GEMMS:
+        torch.manual_seed(0)
+        lin = torch.nn.Sequential(torch.nn.Linear(k, n)).eval()
+        x = torch.randn(1, m, k)
+        row = {"rows": m, "in": k, "out": n}
+        for dtype in ("fp32", "int8", "int8-static"):
+            path = out_dir / f"gemm_{m}x{k}x{n}_{dtype}.pte"
+            calib = [(torch.randn(1, m, k),) for _ in range(8)]
+            lower_file(lin, (x,), path, "executorch", dtype, calibration=calib)
+            ops = etdump_ops(path, x.numpy(), runs=300)
+            row[dtype] = sum(v for name, v in ops.items() if name.startswith("Fully Connected"))
+        rows.append(row)
+    return rows
 
 
 def main() -> None:
@@ -171,6 +195,7 @@ def main() -> None:
             except Exception as exc:  # devtools missing: the table above still stands
                 per_op[name] = {"error": str(exc)}
 
+    gemms = gemm_micro(out_dir)
     pte, i8s, i8f = rows.get("pte fp32", {}), rows.get("pte int8 (small)", {}), rows.get("pte int8 (fast)", {})
     statics = [r for n, r in rows.items() if "static" in n and "ndcg_vs_fp32" in r]
     int8s = [r for n, r in rows.items() if "int8" in n and "ndcg_vs_fp32" in r]
@@ -184,7 +209,7 @@ def main() -> None:
     meta = read_json(Path(run) / "metrics.json", "metrics") if (Path(run) / "metrics.json").is_file() else {}
     result = {
         "run": str(run), "arch": model.arch.to_dict(), "n_items": model.n_items, "batch": 1, "threads": 1,
-        "eager": eager, "run_test_metrics": meta.get("test", {}), "rows": rows, "per_op_us": per_op,
+        "eager": eager, "run_test_metrics": meta.get("test", {}), "rows": rows, "per_op_us": per_op, "gemm_us": gemms,
         "timing": {"rounds": args.rounds, "runs_per_round": args.runs_per_round, "seconds": timing_s,
                    "input_nonpadded": int((ids != 0).sum())},
         "load_average_1min": {"samples": loads, "min": min(loads), "max": max(loads), "mean": float(np.mean(loads)),
@@ -209,6 +234,9 @@ def main() -> None:
     print("\nper-op p10 µs (ETDump, one execution):")
     for name, ops in per_op.items():
         print(f"  {name}: " + ", ".join(f"{k} {v:.0f}" for k, v in list(ops.items())[:10]))
+    print("\nXNNPACK linear alone, ETDump p10 µs (rows × in → out): fp32 / int8 dynamic / int8 static")
+    for g in gemms:
+        print(f"  {g['rows']} × {g['in']} → {g['out']}: {g['fp32']:.0f} / {g['int8']:.0f} / {g['int8-static']:.0f}")
     print(f"goals: {json.dumps(goals)}")
     print(f"wrote {args.json_out}")
 
