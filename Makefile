@@ -22,7 +22,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
-# Every test not marked slow (real latency tables, real exports and trainings of a minute): under 2 minutes.
+# Every test not marked slow (slow: over ~20 s each, such as real latency tables, exports and whole pipeline runs).
 test-fast: $(STAMP)
 	OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -q -m "not slow"
 

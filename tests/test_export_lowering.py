@@ -109,6 +109,7 @@ def test_quantized_item_table_matches_fp32_lookup(bits):
     assert (out - ref).abs().max() < (0.05 if bits == 8 else 0.5)
 
 
+@pytest.mark.slow
 def test_int8_recipes_small_and_fast(tmp_path):
     from easrec.export.executorch import export_executorch
     from easrec.devices.runners import load_runner
@@ -150,6 +151,7 @@ def run_dir(tmp_path_factory):
     return make_run(tmp_path_factory.mktemp("lowering-run") / "run", epochs=1)
 
 
+@pytest.mark.slow
 def test_static_int8_keeps_scoring_dynamic_and_passes_parity(run_dir, tmp_path):
     from easrec.export import export_run
 

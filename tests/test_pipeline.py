@@ -108,7 +108,7 @@ class FakeDevice(Device):
     def push(self, artifact):
         raise AssertionError("nothing is pushed in these tests")
 
-    def measure(self, artifact, inputs, **kw):
+    def timed(self, artifact, inputs, threads, policy):
         raise AssertionError("nothing is measured in these tests")
 
 
