@@ -4,8 +4,8 @@ Only the newest position is computed in the final block (`SASRec.encode(..., las
 catalogue scores are `F.linear(h, item_table, bias)` where the bias carries NEG at the padding index,
 so scoring is one linear layer XNNPACK delegates (and PT2E quantizes). Items already in the input
 history are excluded in the graph with one `scatter` of NEG at the input ids: it runs on a portable
-CPU kernel between the delegated parts, costs one write per input position (measured in
-benchmarks/export_ml100k.py, well under the cost of one layer), and keeps the device code trivial.
+CPU kernel between the delegated parts, costs one write per input position (`scatter.src_out`, about
+2 µs at L 200 in the ETDump table of benchmarks/README.md), and keeps the device code trivial.
 """
 
 from __future__ import annotations
