@@ -5,7 +5,7 @@ catalogue scores are `F.linear(h, item_table, bias)` where the bias carries NEG 
 so scoring is one linear layer XNNPACK delegates (and PT2E quantizes). Items already in the input
 history are excluded in the graph with one `scatter` of NEG at the input ids: it runs on a portable
 CPU kernel between the delegated parts, costs one write per input position (`scatter.src_out`, about
-2 µs at L 200 in the ETDump table of benchmarks/README.md), and keeps the device code trivial.
+2 µs at L 200 in an ETDump profile of the reference .pte), and keeps the device code trivial.
 """
 
 from __future__ import annotations
