@@ -63,7 +63,8 @@ def main() -> int:
     print("|---|---|---|")
     for k, r in rows.items():
         t = r["test_ndcg@10"]
-        print(f"| {k} | {t['mean']:.4f} [{t['ci_low']:.4f}, {t['ci_high']:.4f}] | {r['valid_ndcg@10']['mean']:.4f} |")
+        ci = f" [{t['ci_low']:.4f}, {t['ci_high']:.4f}]" if t["ci_low"] is not None else " (one seed: no CI)"
+        print(f"| {k} | {t['mean']:.4f}{ci} | {r['valid_ndcg@10']['mean']:.4f} |")
     print(f"position − mean: {comp['diff']:+.4f} [{comp['ci_low']:+.4f}, {comp['ci_high']:+.4f}]"
           f"{' (CI includes 0)' if comp['includes_zero'] else ''}")
     atomic_write_json(args.out, {"rows": rows, "position_minus_mean": comp, "seeds": seeds, "command": " ".join(sys.argv),
