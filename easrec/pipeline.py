@@ -21,6 +21,7 @@ from typing import Any, Callable
 from easrec.errors import EasrecError
 from easrec.io import read_json
 from easrec.presets import PRESETS, Preset
+from easrec.records import ArtifactRecord, BenchRecord, CommandsRecord, DataRecord, EnergyRecord
 from easrec.rundir import ARTIFACTS, BENCH, COMMANDS, DATA_STATS, ENERGY, METRICS, RunDir
 from easrec.space import Arch, SearchSpace
 
@@ -203,8 +204,8 @@ class Pipeline:
 
     def stage_data(self) -> dict:
         stats = self.data().stats()
-        self.run_dir.write(DATA_STATS, stats)
-        self.run_dir.write(COMMANDS, {"commands": self.commands()})
+        self.run_dir.write_records(DATA_STATS, DataRecord.from_dict(stats, DATA_STATS))
+        self.run_dir.write_records(COMMANDS, CommandsRecord(commands=self.commands()))
         return {"users": stats.get("users"), "items": stats.get("items"), "interactions": stats.get("interactions")}
 
     def keep_seen(self) -> bool:
@@ -331,10 +332,10 @@ class Pipeline:
             path.parent.mkdir(parents=True, exist_ok=True)
             rep = export_run(run, fmt=fmt, out=path, quantize=q, threads=self.opts.threads)
             par = rep.get("parity", {})
-            rows.append({"model": model, "path": str(path), "format": fmt, "quantize": q,
-                         "size_bytes": path.stat().st_size, "parity": par})
-        self.run_dir.write(ARTIFACTS, rows)
-        return {"artifacts": len(rows), "parity_passed": all(r["parity"].get("passed", True) for r in rows)}
+            rows.append(ArtifactRecord(model=model, path=str(path), format=fmt, quantize=q,
+                                       size_bytes=path.stat().st_size, parity=par))
+        self.run_dir.write_records(ARTIFACTS, rows)
+        return {"artifacts": len(rows), "parity_passed": all(r.parity.get("passed", True) for r in rows)}
 
     def stage_bench(self) -> dict:
         from easrec.export.bench import bench_artifact
@@ -343,18 +344,18 @@ class Pipeline:
         rows = []
         for model, _, q, path in self.artifacts():
             res = bench_artifact(path, device, runs=self.preset.bench_runs, threads=self.opts.threads)
-            rows.append({"model": model, "quantize": q, **res})
-        self.run_dir.write(BENCH, rows)
+            rows.append(BenchRecord.from_dict({"model": model, "quantize": q, **res}, BENCH))
+        self.run_dir.write_records(BENCH, rows)
         # The subnet's measured latency goes next to its predicted one (same runtime, fp32), and beside the
         # budget it was searched under (both ms, same runtime).
-        sub = next(r for r in rows if r["model"] == "subnet" and r["quantize"] == "none")
-        base = next(r for r in rows if r["model"] == "baseline" and r["quantize"] == "none")
-        fields = {"measured_ms": sub["median_ms"], "baseline_measured_ms": base["median_ms"]}
-        searched = self.run_dir.read(METRICS)
-        if searched.get("unit", "ms") == "ms" and searched.get("budget"):
-            fields.update(budget_ms=searched["budget"], measured_over_budget=sub["median_ms"] / searched["budget"])
+        sub = next(r for r in rows if r.model == "subnet" and r.quantize == "none")
+        base = next(r for r in rows if r.model == "baseline" and r.quantize == "none")
+        fields = {"measured_ms": sub.median_ms, "baseline_measured_ms": base.median_ms}
+        searched = self.run_dir.search()
+        if searched and searched.cost_unit == "ms" and searched.budget:
+            fields.update(budget_ms=searched.budget, measured_over_budget=sub.median_ms / searched.budget)
         metrics = self.run_dir.update(METRICS, **fields)
-        return {"subnet_ms": sub["median_ms"], "baseline_ms": base["median_ms"], "speedup": base["median_ms"] / sub["median_ms"],
+        return {"subnet_ms": sub.median_ms, "baseline_ms": base.median_ms, "speedup": base.median_ms / sub.median_ms,
                 "budget_ms": metrics.get("budget_ms"), "measured_over_budget": metrics.get("measured_over_budget")}
 
     def stage_energy(self) -> dict:
@@ -367,9 +368,9 @@ class Pipeline:
                 continue
             res = measure_energy(path, artifact_inputs(path), device, self.preset.energy_runs,
                                  threads=self.opts.threads, min_seconds=self.preset.energy_seconds)
-            rows.append({"model": model, "quantize": q, "artifact": str(path), **res.to_dict()})
-        self.run_dir.write(ENERGY, rows)
-        return {r["model"] + ("-int8" if r["quantize"] != "none" else ""): r.get("mj_per_inference") for r in rows}
+            rows.append(EnergyRecord.from_dict({"model": model, "quantize": q, "artifact": str(path), **res.to_dict()}, ENERGY))
+        self.run_dir.write_records(ENERGY, rows)
+        return {r.model + ("-int8" if r.quantize != "none" else ""): r.mj_per_inference for r in rows}
 
     def stage_report(self) -> dict:
         from easrec.profiling.report import write_report

@@ -1,9 +1,9 @@
-"""A run directory's files by name: read and written in one place, and the summary `easrec run` prints.
+"""A run directory's files by name: read and written in one place, as typed records, and the summary `easrec run` prints.
 
 Layout of an `easrec run` directory: the searched subnet's run at the top (`model.pt`,
 `metrics.json`, `arch.json`, ...), `baseline/` (the SASRec it is compared with), `lut.json`,
-`artifacts/` with `artifacts.json`, `bench.json`, `energy.json`, `data_stats.json`,
-`commands.json`, `pipeline.json` and the report.
+`artifacts/` (the exported files), `artifacts.json`, `bench.json`, `energy.json`, `data_stats.json`,
+`commands.json`, `pipeline.json` and the report. The records of each file are in `easrec.records`.
 """
 
 from __future__ import annotations
@@ -12,15 +12,21 @@ from pathlib import Path
 from typing import Any
 
 from easrec.io import atomic_write_json, read_json
+from easrec.records import (
+    ArtifactRecord, BenchRecord, CommandsRecord, DataRecord, EnergyRecord, Record, SearchRecord, TrainRecord,
+    records_from,
+)
 from easrec.space import Arch
 
 METRICS = "metrics.json"
+BASELINE = "baseline"
 BASELINE_METRICS = "baseline/metrics.json"
 ARTIFACTS = "artifacts.json"
 BENCH = "bench.json"
 ENERGY = "energy.json"
 DATA_STATS = "data_stats.json"
 COMMANDS = "commands.json"
+LUT = "lut.json"
 
 
 class RunDir:
@@ -38,6 +44,11 @@ class RunDir:
         """Write the JSON record `name` atomically."""
         atomic_write_json(self.path / name, obj)
 
+    def write_records(self, name: str, records: Record | list[Record]) -> None:
+        """Write one record, or a list of them, as the JSON file `name`."""
+        obj = [r.to_dict() for r in records] if isinstance(records, list) else records.to_dict()
+        self.write(name, obj)
+
     def update(self, name: str, **fields: Any) -> dict[str, Any]:
         """Add `fields` to the JSON object `name` (which must exist) and write it back; return it."""
         record = read_json(self.path / name)
@@ -45,33 +56,83 @@ class RunDir:
         self.write(name, record)
         return record
 
+    # ------------------------------------------------------------ typed accessors (None / [] when absent)
+
+    def _one(self, name: str, cls: type) -> Any:
+        data = self.read(name)
+        return None if data is None else cls.from_dict(data, str(self.path / name))
+
+    def _rows(self, name: str, cls: type) -> list:
+        return records_from(self.read(name), cls, str(self.path / name))
+
+    def data(self) -> DataRecord | None:
+        """data_stats.json."""
+        return self._one(DATA_STATS, DataRecord)
+
+    def commands(self) -> CommandsRecord | None:
+        """commands.json."""
+        return self._one(COMMANDS, CommandsRecord)
+
+    def train(self) -> TrainRecord | None:
+        """metrics.json as a trained model's record."""
+        return self._one(METRICS, TrainRecord)
+
+    def search(self) -> SearchRecord | None:
+        """metrics.json's search fields, or None for a run that was not searched (no budget)."""
+        data = self.read(METRICS)
+        if not isinstance(data, dict) or data.get("budget") is None:
+            return None
+        return SearchRecord.from_dict(data, str(self.path / METRICS))
+
+    def baseline(self) -> RunDir:
+        """The baseline SASRec's run inside this one (`easrec run` writes it there)."""
+        return RunDir(self.path / BASELINE)
+
+    def artifacts(self) -> list[ArtifactRecord]:
+        """artifacts.json's rows."""
+        return self._rows(ARTIFACTS, ArtifactRecord)
+
+    def bench(self) -> list[BenchRecord]:
+        """bench.json's rows."""
+        return self._rows(BENCH, BenchRecord)
+
+    def energy(self) -> list[EnergyRecord]:
+        """energy.json's rows."""
+        return self._rows(ENERGY, EnergyRecord)
+
+    def lut(self) -> dict[str, Any] | None:
+        """lut.json as written by `easrec profile` (its format is checked by `easrec.profiling.table`)."""
+        return self.read(LUT)
+
+    # ------------------------------------------------------------ summary
+
     def model_rows(self) -> dict[str, dict[str, Any]]:
         """Per model (baseline, subnet): architecture, test metrics, parameters, latency, size and energy."""
-        bench, energy, arts = self.read(BENCH) or [], self.read(ENERGY) or [], self.read(ARTIFACTS) or []
+        bench, energy, arts = self.bench(), self.energy(), self.artifacts()
         rows = {}
-        for model, m in (("baseline", self.read(BASELINE_METRICS) or {}), ("subnet", self.read(METRICS) or {})):
-            row = {"arch": Arch.from_dict(m["arch"]).describe() if m.get("arch") else None,
-                   "ndcg@10": (m.get("test") or {}).get("ndcg@10"), "hr@10": (m.get("test") or {}).get("hr@10"),
-                   "params": m.get("params")}
+        for model, m in (("baseline", self.baseline().train() or TrainRecord()), ("subnet", self.train() or TrainRecord())):
+            test = m.test or {}
+            row = {"arch": Arch.from_dict(m.arch).describe() if m.arch else None,
+                   "ndcg@10": test.get("ndcg@10"), "hr@10": test.get("hr@10"), "params": m.params}
             for b in bench:
-                if b["model"] == model:
-                    row["ms" if b["quantize"] == "none" else "ms_int8"] = b["median_ms"]
+                if b.model == model:
+                    row["ms" if b.quantize == "none" else "ms_int8"] = b.median_ms
             for a in arts:
-                if a["model"] == model:
-                    row["bytes" if a["quantize"] == "none" else "bytes_int8"] = a["size_bytes"]
-                    if a["quantize"] != "none":
-                        row["ndcg@10_int8"] = (a.get("parity") or {}).get("artifact_metrics", {}).get("ndcg@10")
+                if a.model == model:
+                    row["bytes" if a.quantize == "none" else "bytes_int8"] = a.size_bytes
+                    if a.quantize != "none":
+                        row["ndcg@10_int8"] = a.artifact_ndcg
             for e in energy:
-                if e["model"] == model and e["quantize"] == "none":
-                    row["mj"] = e.get("mj_per_inference")
-                    row["energy_source"] = e.get("source")
+                if e.model == model and e.quantize == "none":
+                    row["mj"] = e.mj_per_inference
+                    row["energy_source"] = e.source
             rows[model] = row
         return rows
 
     def summary(self, stage_seconds: dict[str, float | None]) -> dict[str, Any]:
         """The numbers a person wants at the end: accuracy, latency, energy, size of baseline and subnet."""
-        sub_m = self.read(METRICS) or {}
+        train, search = self.train() or TrainRecord(), self.search()
         return {"run": str(self.path), "report": str(self.path / "report.html"), "models": self.model_rows(),
-                "predicted_ms": sub_m.get("predicted_cost"), "budget_ms": sub_m.get("budget"),
-                "measured_ms": sub_m.get("measured_ms"), "measured_over_budget": sub_m.get("measured_over_budget"),
+                "predicted_ms": search.predicted_cost if search else None, "budget_ms": search.budget if search else None,
+                "measured_ms": train.measured_ms, "measured_over_budget": train.measured_over_budget,
                 "stages": stage_seconds}

@@ -1,21 +1,14 @@
 """`report.html` (self-contained: inline CSS, figures as base64 PNG data URIs, no external resource)
 and `report.md` for one run directory.
 
-Inputs are plain JSON-able values; `easrec report RUN` reads them from these files in RUN when present:
-
-| file | argument | expected content |
-|---|---|---|
-| `metrics.json`, `arch.json`, `config.json` | run_dir | what `easrec train` / `easrec search` write (`test` {hr@10, ndcg@10, mrr@10, …}, `params`, `train_seconds`; a search run adds `budget`, `unit`, `predicted_cost`, `reference_cost`, `predicted_ms`, `cost_breakdown`; optional `pareto` / `candidates`: [{"arch", "ndcg@10", "predicted_ms" or "cost"}]) |
-| (another run dir) | baseline_run | the baseline SASRec run (same files) |
-| `lut.json` | lut | a LUT file of `easrec profile` (path or dict): `device`, `unit`, `validation` {`lut`: {a, b, test: {within_10pct, mape_pct, kendall_tau}}, `subnets`: [{lut_sum_ms, measured_ms, describe}]} |
-| `artifacts.json` | artifacts | [{"model": "baseline"\|"subnet", "path", "format", "quantize", "size_bytes", "parity": {passed, max_abs_diff, artifact_metrics: {ndcg@10}}}] (or {"artifacts": [...]}) |
-| `bench.json` | bench | [{"model", "artifact", "device", "median_ms", "p10_ms", "p90_ms", "runs", "threads"}] (`easrec bench --json` objects plus "model"; or {"bench": [...]}) |
-| `energy.json` | energy | [`EnergyResult.to_dict()` plus "model"] (`easrec energy --json`; one object or a list; or {"energy": [...]}) |
-| `commands.json` | commands | ["easrec train …", …] or {"commands": [...], "versions": {...}} |
-| `data_stats.json` | data_stats | `Dataset.stats()` (`easrec data stats --json`); without it the data set is reloaded from `config.json` when possible |
-
-A row's "model" may be missing: it is then inferred from the artifact path (same path as an
-`artifacts` entry, or "baseline" in the file name). Anything missing gives a section saying so.
+`easrec report RUN` reads the run directory's typed records (`easrec.rundir.RunDir`,
+`easrec.records`): `metrics.json` (train and search records), `arch.json`, `config.json`, and when
+present `lut.json`, `artifacts.json`, `bench.json`, `energy.json`, `commands.json`,
+`data_stats.json` (without it the data set is reloaded from `config.json` when possible). A bench,
+energy or artifact row names its model ("baseline" or "subnet"); an energy row without one
+(`easrec energy --out` writes none) takes the model of the artifacts.json row of the same file.
+Search candidates are the ones the search wrote (`metrics.json` `candidates`). Anything missing gives
+a section saying so.
 """
 
 from __future__ import annotations
@@ -24,15 +17,17 @@ import datetime as _dt
 from pathlib import Path
 from typing import Any
 
-from easrec.io import atomic_write_text
-from easrec.profiling.report_doc import CSS, SELFCHECK_JS, Document, esc
+from easrec.io import atomic_write_text, read_json
+from easrec.profiling.report_doc import CSS, Document, esc
 from easrec.profiling.report_inputs import (
-    RUN_FILES, VERSION_PACKAGES, as_list, load_run, load_value, n_items_of, reload_stats, versions,
+    RUN_FILES, VERSION_PACKAGES, load_run, n_items_of, one_record, records_of, reload_stats, versions,
 )
 from easrec.profiling.report_sections import (
     METRIC_KEYS, section_arch, section_commands, section_compare, section_data, section_energy, section_lut,
     section_pareto, section_search,
 )
+from easrec.records import ArtifactRecord, BenchRecord, CommandsRecord, DataRecord, EnergyRecord
+from easrec.rundir import RunDir
 
 # Re-exported: what callers of the report have always found here.
 __all__ = ["METRIC_KEYS", "RUN_FILES", "VERSION_PACKAGES", "load_run", "versions", "write_report"]
@@ -52,29 +47,26 @@ def write_report(
 ) -> tuple[Path, Path]:
     """Write `report.html` and `report.md` into `out_dir` (default `run_dir`); return their paths.
 
-    See the module docstring for every input's keys. Each argument left as None is read from the
-    run directory's file of the same role (`RUN_FILES`) when present.
+    Each argument left as None is read from the run directory's record of the same role (`RUN_FILES`)
+    when present; a given one is a file path, JSON content or the records (`easrec.records`).
     """
     run_dir = Path(run_dir)
     run = load_run(run_dir)
     base = load_run(baseline_run) if baseline_run else None
 
-    def from_run(value: Any, role: str) -> Any:
-        if value is None and (run_dir / RUN_FILES[role]).is_file():
-            return run_dir / RUN_FILES[role]
-        return value
-
-    lut_data = load_value(from_run(lut, "lut"))
-    artifacts_l = as_list(from_run(artifacts, "artifacts"), "artifacts")
-    bench_l = as_list(from_run(bench, "bench"), "bench")
-    energy_l = as_list(from_run(energy, "energy"), "energy")
-    cmds = load_value(from_run(commands, "commands"))
-    stats = load_value(from_run(data_stats, "data_stats"))
+    rd = RunDir(run_dir)
+    lut_data = one_lut(lut) if lut is not None else rd.lut()
+    artifacts_l = records_of(artifacts, ArtifactRecord, "artifacts") if artifacts is not None else rd.artifacts()
+    bench_l = records_of(bench, BenchRecord, "bench") if bench is not None else rd.bench()
+    energy_l = records_of(energy, EnergyRecord, "energy") if energy is not None else rd.energy()
+    cmds = one_record(commands, CommandsRecord, "commands") if commands is not None else rd.commands()
+    stats = one_record(data_stats, DataRecord, "data_stats") if data_stats is not None else rd.data()
     if stats is None:
-        stats = reload_stats(run["config"])
+        reloaded = reload_stats(run.config)
+        stats = DataRecord.from_dict(reloaded, "the data set of config.json") if reloaded else None
 
-    m, bm = run["metrics"], (base["metrics"] if base else None)
-    n_items = n_items_of(stats if isinstance(stats, dict) else None, m, run["config"], bm or {})
+    n_items = n_items_of(stats.to_dict() if stats else None, run.train.to_dict(), run.config,
+                         base.train.to_dict() if base else {})
 
     doc = Document()
     now = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
@@ -84,9 +76,9 @@ def write_report(
 
     section_data(doc, stats)
     models = section_compare(doc, run, base, lut_data, artifacts_l, bench_l, energy_l, n_items)
-    section_pareto(doc, m, models, lut_data)
+    section_pareto(doc, run.search, models)
     section_lut(doc, lut_data, models)
-    section_search(doc, run_dir, m)
+    section_search(doc, run_dir, run.search)
     section_energy(doc, energy_l, artifacts_l)
     section_arch(doc, run, base)
     section_commands(doc, cmds, run)
@@ -96,12 +88,17 @@ def write_report(
     html_text = (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>easrec report: {esc(run_dir.name)}</title>"
-        f"<style>{CSS}</style><script>{SELFCHECK_JS}</script></head><body>\n"
+        f"<style>{CSS}</style></head><body>\n"
         + "\n".join(doc.html)
-        + '\n<pre id="easrec-selfcheck" hidden></pre>\n</body></html>\n'
+        + "\n</body></html>\n"
     )
     md_text = "\n".join(doc.md).lstrip() + "\n"
     html_path, md_path = out / "report.html", out / "report.md"
     atomic_write_text(html_path, html_text)
     atomic_write_text(md_path, md_text)
     return html_path, md_path
+
+
+def one_lut(lut: str | Path | dict) -> dict:
+    """The LUT given to `write_report`: a path to `easrec profile`'s table, or its content."""
+    return read_json(Path(lut), "LUT") if isinstance(lut, (str, Path)) else lut

@@ -1,4 +1,4 @@
-"""The report's document: HTML and Markdown built side by side, with the HTML's style and self-check script."""
+"""The report's document: HTML and Markdown built side by side, with the HTML's style."""
 
 from __future__ import annotations
 
@@ -16,17 +16,6 @@ th{background:#f1f3f7}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .missing{background:#fff7e0;border-left:4px solid #e0a800;padding:6px 10px;margin:8px 0}
 .note{color:#555;font-size:.9em}.est{color:#a05a00;font-weight:600}.meas{color:#2a7a2a;font-weight:600}
 img{max-width:100%;height:auto;border:1px solid #eee}pre{background:#f6f8fa;padding:8px 10px;overflow-x:auto;font-size:.88em}
-"""
-
-# Records load errors and image natural sizes into the DOM (used by the headless-browser test; harmless otherwise).
-SELFCHECK_JS = """
-window.__easrecErrors=[];
-window.addEventListener('error',function(e){window.__easrecErrors.push(String(e.message||(e.target&&e.target.src)||e));},true);
-window.addEventListener('load',function(){
- var imgs=[].slice.call(document.images).map(function(i){return{w:i.naturalWidth,h:i.naturalHeight,complete:i.complete};});
- var el=document.getElementById('easrec-selfcheck');
- if(el){el.textContent=JSON.stringify({images:imgs,errors:window.__easrecErrors});}
-});
 """
 
 

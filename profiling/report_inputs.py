@@ -1,10 +1,11 @@
-"""What a report reads: a run directory's files, and the facts it derives from them (model, FLOPs, LUT cost)."""
+"""What a report reads: a run directory's records (`easrec.rundir.RunDir`), and the facts it derives from them (FLOPs, LUT cost)."""
 
 from __future__ import annotations
 
 import logging
 import platform
 from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 from easrec.cost.flops import FlopsCostModel
@@ -12,48 +13,59 @@ from easrec.data import load_dataset
 from easrec.errors import EasrecError
 from easrec.io import package_version, read_json
 from easrec.profiling.table import LatencyTable
+from easrec.records import (
+    R, ArtifactRecord, BenchRecord, EnergyRecord, SearchRecord, TrainRecord, records_from,
+)
+from easrec.rundir import ARTIFACTS, BENCH, COMMANDS, DATA_STATS, ENERGY, LUT, RunDir
 from easrec.space import Arch, SearchSpace
 
 log = logging.getLogger(__name__)
 
-RUN_FILES = {"artifacts": "artifacts.json", "bench": "bench.json", "energy": "energy.json", "lut": "lut.json",
-             "commands": "commands.json", "data_stats": "data_stats.json"}
+RUN_FILES = {"artifacts": ARTIFACTS, "bench": BENCH, "energy": ENERGY, "lut": LUT, "commands": COMMANDS,
+             "data_stats": DATA_STATS}
 VERSION_PACKAGES = ("easrec", "torch", "executorch", "onnxruntime", "onnx", "codecarbon", "numpy", "matplotlib")
 
 
-def load_value(value: Any, key: str | None = None) -> Any:
-    """A path (str/Path) → its JSON; a dict wrapping a list under `key` → the list; otherwise as is."""
+@dataclass
+class RunInputs:
+    """One run's records as the report reads them: metrics (train and search), architecture, config."""
+
+    dir: str
+    train: TrainRecord
+    search: SearchRecord | None
+    arch: dict | None
+    config: dict = field(default_factory=dict)
+
+
+def load_run(run_dir: str | Path) -> RunInputs:
+    """metrics.json (required) as train and search records, arch.json and config.json (optional)."""
+    run = RunDir(run_dir)
+    if not run.path.is_dir():
+        raise EasrecError(f"{run.path}: no such run directory")
+    train = run.train()
+    if train is None:
+        raise EasrecError(f"{run.path}: no metrics.json (train or search the run first)")
+    arch = run.read("arch.json")
+    return RunInputs(dir=str(run.path), train=train, search=run.search(),
+                     arch=arch if isinstance(arch, dict) else train.arch, config=run.read("config.json") or {})
+
+
+def records_of(value: Any, cls: type[R], source: str) -> list[R]:
+    """Rows given to `write_report`: a file path, a list of record objects, or records already parsed."""
     if isinstance(value, (str, Path)):
-        value = read_json(Path(value))
-    if key and isinstance(value, dict) and isinstance(value.get(key), list):
-        return value[key]
-    return value
+        return records_from(read_json(Path(value)), cls, str(value))
+    if isinstance(value, list) and all(isinstance(v, cls) for v in value):
+        return value
+    return records_from(value, cls, source)
 
 
-def as_list(value: Any, key: str) -> list[dict]:
-    """The rows of a file or value: a list of dicts (one dict becomes a list of one)."""
-    value = load_value(value, key)
-    if value is None:
-        return []
-    if isinstance(value, dict):
-        return [value]
-    return [v for v in value if isinstance(v, dict)]
-
-
-def load_run(run_dir: str | Path) -> dict[str, Any]:
-    """metrics.json (required), arch.json and config.json (optional) of a run directory."""
-    run = Path(run_dir)
-    if not run.is_dir():
-        raise EasrecError(f"{run}: no such run directory")
-    if not (run / "metrics.json").is_file():
-        raise EasrecError(f"{run}: no metrics.json (train or search the run first)")
-    out = {"dir": str(run), "metrics": read_json(run / "metrics.json")}
-    arch = out["metrics"].get("arch")
-    if (run / "arch.json").is_file():
-        arch = read_json(run / "arch.json")
-    out["arch"] = arch
-    out["config"] = read_json(run / "config.json") if (run / "config.json").is_file() else {}
-    return out
+def one_record(value: Any, cls: type[R], source: str) -> R | None:
+    """One record given to `write_report` (a file path, a dict or the record), or None."""
+    if value is None or isinstance(value, cls):
+        return value
+    if isinstance(value, (str, Path)):
+        return cls.from_dict(read_json(Path(value)), str(value))
+    return cls.from_dict(value, source)
 
 
 def versions() -> dict[str, str]:
@@ -106,20 +118,17 @@ def lut_cost(lut: dict | None, arch: Any) -> float | None:
         return None
 
 
-def model_of(row: dict, artifacts: list[dict]) -> str:
-    """Which model (baseline or subnet) a bench/energy/artifact row is about."""
-    if row.get("model"):
-        return str(row["model"])
-    path = str(row.get("artifact") or row.get("path") or "")
-    for a in artifacts:
-        if a.get("path") and Path(str(a["path"])).name == Path(path).name and a.get("model"):
-            return str(a["model"])
-    return "baseline" if "baseline" in Path(path).name.lower() else "subnet"
+def model_of(row: EnergyRecord | BenchRecord | ArtifactRecord, artifacts: list[ArtifactRecord]) -> str | None:
+    """The model (baseline or subnet) a row names, or that the artifacts.json row of the same file names."""
+    if row.model:
+        return row.model
+    path = getattr(row, "artifact", None) or getattr(row, "path", None)
+    return next((a.model for a in artifacts if path and a.path == path), None)
 
 
-def artifact_label(row: dict) -> str:
+def artifact_label(row: EnergyRecord | BenchRecord | ArtifactRecord) -> str:
     """The file name of the artifact a row names."""
-    path = row.get("artifact") or row.get("path") or "?"
+    path = getattr(row, "artifact", None) or getattr(row, "path", None) or "?"
     return Path(str(path)).name
 
 

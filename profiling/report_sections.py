@@ -9,16 +9,18 @@ from typing import Any
 from easrec.profiling.plots import accuracy_vs_latency, energy_bars, lut_scatter, search_trace
 from easrec.profiling.report_doc import Document, fmt, is_num
 from easrec.profiling.report_inputs import (
-    artifact_label, arch_obj, lut_cost, mflops, model_of, versions,
+    RunInputs, artifact_label, arch_obj, lut_cost, mflops, model_of, versions,
 )
+from easrec.records import ArtifactRecord, BenchRecord, CommandsRecord, DataRecord, EnergyRecord, SearchRecord
 
 METRIC_KEYS = ("hr@10", "ndcg@10", "mrr@10")
 
 
-def section_data(doc: Document, stats: Any) -> None:
+def section_data(doc: Document, record: DataRecord | None) -> None:
     """Data set statistics."""
     doc.h(2, "Data set")
-    if not isinstance(stats, dict):
+    stats = record.to_dict() if record else None
+    if stats is None:
         doc.missing("no data statistics: write RUN/data_stats.json (`easrec data stats DATA --json`) or keep "
                     "config.json's data spec loadable")
         return
@@ -32,37 +34,36 @@ def section_data(doc: Document, stats: Any) -> None:
         doc.table(keys, [[sl[k] for k in keys]])
 
 
-def section_compare(doc, run, base, lut, artifacts, bench, energy, n_items) -> dict[str, dict]:
+def section_compare(doc: Document, run: RunInputs, base: RunInputs | None, lut: Any, artifacts: list[ArtifactRecord],
+                    bench: list[BenchRecord], energy: list[EnergyRecord], n_items: int | None) -> dict[str, dict]:
     """Baseline vs subnet table and the artifacts; returns the per-model facts."""
     doc.h(2, "Baseline SASRec vs searched subnet")
-    m = run["metrics"]
+    search = run.search
     models: dict[str, dict] = {}
     entries = [("subnet", run)] + ([("baseline", base)] if base else [])
     for name, r in entries:
-        mm = r["metrics"]
-        test = mm.get("test") or {}
-        predicted = mm.get("predicted_ms")
-        if predicted is None and name == "baseline":
-            predicted = lut_cost(lut, r["arch"])
-            if predicted is None and m.get("unit") == "ms":
-                predicted = m.get("reference_cost")
-        elif predicted is None:
-            predicted = lut_cost(lut, r["arch"])
-        b_rows = [b for b in bench if model_of(b, artifacts) == name]
-        e_rows = [e for e in energy if model_of(e, artifacts) == name]
-        measured = mm.get("measured_ms")
+        tr = r.train
+        predicted = tr.predicted_ms
+        if predicted is None:
+            predicted = lut_cost(lut, r.arch)
+        if predicted is None and name == "baseline" and search and search.cost_unit == "ms":
+            predicted = search.reference_cost
+        # Fixed-point comparisons use the fp32 artifact; an int8 row is its own artifact line below.
+        b_rows = [b for b in bench if model_of(b, artifacts) == name and b.quantize in (None, "none")]
+        e_rows = [e for e in energy if model_of(e, artifacts) == name and e.quantize in (None, "none")]
+        measured = tr.measured_ms
         if measured is None and b_rows:
-            measured = b_rows[0].get("median_ms")
-        arch = arch_obj(r["arch"])
+            measured = b_rows[0].median_ms
+        arch = arch_obj(r.arch)
         models[name] = {
             "label": "searched subnet" if name == "subnet" else "baseline SASRec",
-            "arch": r["arch"], "describe": arch.describe() if arch else "–",
-            "metrics": test, "params": mm.get("params"), "mflops": mm.get("mflops") or mflops(r["arch"], n_items),
+            "arch": r.arch, "describe": arch.describe() if arch else "–",
+            "metrics": tr.test or {}, "params": tr.params, "mflops": tr.mflops or mflops(r.arch, n_items),
             "predicted_ms": predicted, "measured_ms": measured,
-            "measured_on": (b_rows[0].get("device"), artifact_label(b_rows[0])) if b_rows else None,
-            "mj": e_rows[0].get("mj_per_inference", 1000 * e_rows[0].get("joules_per_inference", 0.0)) if e_rows else None,
-            "energy_source": e_rows[0].get("source") if e_rows else None,
-            "train_seconds": mm.get("train_seconds"),
+            "measured_on": (b_rows[0].device, artifact_label(b_rows[0])) if b_rows else None,
+            "mj": e_rows[0].mj if e_rows else None,
+            "energy_source": e_rows[0].source if e_rows else None,
+            "train_seconds": tr.train_seconds,
         }
     if base is None:
         doc.missing("no baseline run given (--baseline RUN): only the searched model is shown")
@@ -79,8 +80,8 @@ def section_compare(doc, run, base, lut, artifacts, bench, energy, n_items) -> d
     rows.append(["energy (mJ / inference)"] + [models[n]["mj"] for n in names])
     rows.append(["energy source"] + [models[n]["energy_source"] for n in names])
     rows.append(["training seconds"] + [models[n]["train_seconds"] for n in names])
-    if "budget" in m:
-        rows.append([f"search budget ({m.get('unit', '?')})", m.get("budget")] + ([None] if base else []))
+    if search:
+        rows.append([f"search budget ({search.cost_unit})", search.budget] + ([None] if base else []))
     doc.table(["", *(models[n]["label"] for n in names)], rows)
     if base and all(models[n]["measured_ms"] for n in names):
         ratio = models["subnet"]["measured_ms"] / models["baseline"]["measured_ms"]
@@ -94,35 +95,33 @@ def section_compare(doc, run, base, lut, artifacts, bench, energy, n_items) -> d
     else:
         rows = []
         for a in artifacts:
-            par = a.get("parity") or {}
+            par = a.parity or {}
             b = next((b for b in bench if artifact_label(b) == artifact_label(a)), None)
             e = next((e for e in energy if artifact_label(e) == artifact_label(a)), None)
-            size = a.get("size_bytes")
-            if size is None and a.get("path") and Path(str(a["path"])).is_file():
-                size = Path(str(a["path"])).stat().st_size
+            size = a.size_bytes
+            if size is None and Path(a.path).is_file():
+                size = Path(a.path).stat().st_size
             rows.append([
-                model_of(a, artifacts), artifact_label(a), a.get("format"), a.get("quantize"),
+                a.model, artifact_label(a), a.format, a.quantize,
                 round(size / 1024, 1) if is_num(size) else None,
-                (par.get("artifact_metrics") or {}).get("ndcg@10"),
+                a.artifact_ndcg,
                 ("passed" if par.get("passed") else "FAILED") if par else None,
-                b.get("median_ms") if b else None, e.get("mj_per_inference") if e else None,
+                b.median_ms if b else None, e.mj if e else None,
             ])
         doc.table(["model", "file", "format", "quantize", "size (KiB)", "NDCG@10 (artifact)", "parity",
                    "median ms", "mJ / inference"], rows)
     return models
 
 
-def section_pareto(doc: Document, m: dict, models: dict, lut: Any) -> None:
+def section_pareto(doc: Document, search: SearchRecord | None, models: dict) -> None:
     """Accuracy against latency, with the search candidates."""
     doc.h(2, "Accuracy vs latency")
     points = []
-    for c in (m.get("pareto") or m.get("candidates") or []):
-        if not isinstance(c, dict):
-            continue
-        y = c.get("ndcg@10", (c.get("metrics") or {}).get("ndcg@10"))
-        x = c.get("measured_ms", c.get("predicted_ms", c.get("cost")))
+    # Candidates are on the plot only when the search costed them in ms and scored them (two or more candidates).
+    for c in (search.candidates or []) if search and search.cost_unit == "ms" else []:
+        x, y = c.get("cost"), c.get("valid_ndcg@10")
         if is_num(x) and is_num(y):
-            points.append({"x": x, "y": y, "kind": "candidate", "measured": "measured_ms" in c})
+            points.append({"x": x, "y": y, "kind": "candidate", "measured": False})
     for name, mod in models.items():
         y = mod["metrics"].get("ndcg@10")
         if not is_num(y):
@@ -137,7 +136,8 @@ def section_pareto(doc: Document, m: dict, models: dict, lut: Any) -> None:
               "no model has both a test NDCG@10 and a latency (predicted or measured)")
     if png is not None:
         doc.p(f"{len(points)} point(s); Pareto points are those no other point beats on both latency and NDCG@10. "
-              "Search candidates appear when metrics.json holds 'pareto' or 'candidates'.", "note")
+              "Search candidates (grey) are placed at their LUT cost and validation NDCG@10 with the supernet's "
+              "shared weights, as the search compared them.", "note")
 
 
 def section_lut(doc: Document, lut: Any, models: dict) -> None:
@@ -178,26 +178,27 @@ def section_lut(doc: Document, lut: Any, models: dict) -> None:
     doc.table(["model", "n", "share within ±10 %", "MAPE %", "Kendall τ"], score_rows)
 
 
-def section_search(doc: Document, run_dir: Path, m: dict) -> None:
+def section_search(doc: Document, run_dir: Path, search: SearchRecord | None) -> None:
     """How the search converged (its per-step log) and which candidates the projection weighed."""
     trace_path = run_dir / "search_log.jsonl"
-    if not trace_path.is_file():
+    if search is None or not trace_path.is_file():
         return
     doc.h(2, "Search")
     entries = [json.loads(line) for line in trace_path.read_text().splitlines() if line.strip()]
-    unit = m.get("unit", "")
-    doc.p(f"{m.get('search_steps', len(entries))} steps; entropy of α at the end {fmt(m.get('alpha_entropy_at_end'))} nats; "
-          f"budget {fmt(m.get('budget'))} {unit}, predicted cost of the result {fmt(m.get('predicted_cost'))} {unit} "
-          f"({fmt(m.get('budget_used'), 3)} of the budget).")
+    unit = search.cost_unit
+    steps = search.search_steps if search.search_steps is not None else len(entries)
+    doc.p(f"{steps} steps; entropy of α at the end {fmt(search.alpha_entropy_at_end)} nats; "
+          f"budget {fmt(search.budget)} {unit}, predicted cost of the result {fmt(search.predicted_cost)} {unit} "
+          f"({fmt(search.budget_used, 3)} of the budget).")
     doc.image(search_trace(entries, unit), "search trace", "no search trace")
-    cands = m.get("candidates") or []
+    cands = search.candidates or []
     if cands:
         doc.table(["candidate", "why", f"cost ({unit})", "log p", "valid NDCG@10 (shared weights)", "chosen"],
                   [[c.get("arch"), c.get("why"), c.get("cost"), c.get("log_p"), c.get("valid_ndcg@10", "–"),
                     "yes" if c.get("chosen") else ""] for c in cands])
 
 
-def section_energy(doc: Document, energy: list[dict], artifacts: list[dict]) -> None:
+def section_energy(doc: Document, energy: list[EnergyRecord], artifacts: list[ArtifactRecord]) -> None:
     """Energy per inference, per part and source."""
     doc.h(2, "Energy per inference")
     if not energy:
@@ -205,8 +206,8 @@ def section_energy(doc: Document, energy: list[dict], artifacts: list[dict]) -> 
         return
     bars, rows, notes = [], [], []
     for e in energy:
-        parts = e.get("parts") or {}
-        label = f"{model_of(e, artifacts)}: {artifact_label(e)}"
+        parts = e.parts or {}
+        label = f"{model_of(e, artifacts) or '–'}: {artifact_label(e)}"
         bars.append({"label": label, "parts": {k: 1000 * float(p.get("joules_per_inference") or 0) for k, p in parts.items()},
                      "sources": {k: p.get("source") for k, p in parts.items()}})
         for k, p in parts.items():
@@ -215,27 +216,26 @@ def section_energy(doc: Document, energy: list[dict], artifacts: list[dict]) -> 
             rows.append([label, k, 1000 * float(p.get("joules_per_inference") or 0), p.get("source"), p.get("method"),
                          p.get("active_power_w"), p.get("idle_power_w")])
             notes.append(f"{label} / {k}: {p.get('source')}: {p.get('explanation')}")
-        co2 = e.get("co2e_kg_per_inference")
-        rows.append([label, "total", e.get("mj_per_inference", 1000 * float(e.get("joules_per_inference") or 0)),
-                     e.get("source"), f"{e.get('tool')}; {e.get('runs')} inferences on {e.get('device')}"
-                     + (f"; CO2e {co2 * 1e6:.3g} mg ({e.get('country_iso_code')})" if is_num(co2) else ""), None, None])
+        co2 = e.co2e_kg_per_inference
+        rows.append([label, "total", e.mj, e.source, f"{e.tool}; {e.runs} inferences on {e.device}"
+                     + (f"; CO2e {co2 * 1e6:.3g} mg ({e.country_iso_code})" if is_num(co2) else ""), None, None])
     doc.image(energy_bars(bars), "energy per inference (mJ, net of an idle baseline of the same length), stacked by part",
               "no energy figures to plot")
     doc.table(["artifact", "part", "mJ / inference", "source", "method", "active W", "idle W"], rows)
-    if any(e.get("source") != "measured" for e in energy):
+    if any(e.source != "measured" for e in energy):
         doc.p("Some figures are ESTIMATES, not measurements: without RAPL energy counters (/sys/class/powercap) "
               "codecarbon models CPU power from the CPU's TDP and load, and RAM power as a constant.", "est")
     for n in notes:
         doc.p(n, "note")
     for e in energy:
-        for w in e.get("warnings") or []:
+        for w in e.warnings or []:
             doc.p(f"{artifact_label(e)}: {w}", "note")
 
 
-def section_arch(doc: Document, run: dict, base: dict | None) -> None:
+def section_arch(doc: Document, run: RunInputs, base: RunInputs | None) -> None:
     """Both architectures, block by block."""
     doc.h(2, "Architecture")
-    cols = [("searched subnet", run["arch"])] + ([("baseline SASRec", base["arch"])] if base else [])
+    cols = [("searched subnet", run.arch)] + ([("baseline SASRec", base.arch)] if base else [])
     cols = [(n, a) for n, a in cols if isinstance(a, dict)]
     if not cols:
         doc.missing("no architecture (arch.json or metrics.json 'arch')")
@@ -263,19 +263,18 @@ def section_arch(doc: Document, run: dict, base: dict | None) -> None:
     doc.table(header, lrows)
 
 
-def section_commands(doc: Document, cmds: Any, run: dict) -> None:
+def section_commands(doc: Document, record: CommandsRecord | None, run: RunInputs) -> None:
     """Commands, versions and the run config."""
     doc.h(2, "Commands and versions")
     vers = versions()
-    if isinstance(cmds, dict):
-        vers.update({k: str(v) for k, v in (cmds.get("versions") or {}).items()})
-        cmds = cmds.get("commands")
-    if isinstance(cmds, list) and cmds:
+    vers.update({k: str(v) for k, v in ((record.versions if record else None) or {}).items()})
+    cmds = record.commands if record else None
+    if cmds:
         doc.pre("\n".join(str(c) for c in cmds))
     else:
         doc.missing("no command log (RUN/commands.json): the exact commands of this run are unknown")
     doc.table(["component", "version"], [[k, v] for k, v in vers.items()])
-    cfg = run.get("config")
+    cfg = run.config
     if cfg:
         doc.p("config.json of the run:")
         doc.pre(json.dumps(cfg, indent=1, default=str)[:4000])

@@ -1,4 +1,4 @@
-"""report.html / report.md from small fake-but-consistent run directories, checked in a real headless browser."""
+"""report.html / report.md from small run directories in the shapes the stages write, checked in a real headless browser."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def _energy(model: str, artifact: str, cpu_mj: float) -> dict:
         "joules_per_inference": mj / 1000, "raw_joules_per_inference": mj / 1000, "gross_joules": mj, "idle_joules": 0.1,
         "active_power_w": 1.8, "idle_power_w": 0.15, "source": src, "method": method,
         "explanation": "/sys/class/powercap is absent" if src == "estimated" else "no GPU"}
-    return {"model": model, "artifact": artifact, "device": "cpu", "runs": 500, "threads": 1, "source": "estimated",
+    return {"model": model, "quantize": "none", "artifact": artifact, "device": "cpu", "runs": 500, "threads": 1, "source": "estimated",
             "joules_per_inference": cpu_mj / 1000, "mj_per_inference": cpu_mj, "co2e_kg_per_inference": 1e-10,
             "country_iso_code": "USA", "tool": "codecarbon 3.3.2 (offline)", "warnings": [],
             "parts": {"cpu": part(cpu_mj, "estimated", "TDP x CPU load model (process)"),
@@ -49,10 +49,14 @@ def runs(tmp_path):
     base_arch = _arch(200, 64, [(2, 256), (2, 256)])
     sub_arch = _arch(50, 32, [(2, 64)], gates=True)
     base = _run(tmp_path / "baseline", base_arch, {"hr@10": 0.31, "ndcg@10": 0.175, "mrr@10": 0.13}, 120_000)
-    pareto = [{"ndcg@10": 0.15 + 0.01 * i, "predicted_ms": 0.4 + 0.3 * i} for i in range(4)] + [{"ndcg@10": 0.14, "predicted_ms": 1.5}]
+    # What `choose_architecture` writes: the described arch, its cost, log p and shared-weight validation NDCG.
+    candidates = [{"arch": "L50 d32 [h2/f64]", "why": "most probable within budget", "cost": 0.8, "log_p": -1.2,
+                   "valid_ndcg@10": 0.16, "chosen": False},
+                  {"arch": "L50 d32 [h2/f64] gates", "why": "grown to spend >= 90% of the budget", "cost": 0.95,
+                   "log_p": -1.9, "valid_ndcg@10": 0.171, "chosen": True}]
     sub = _run(tmp_path / "search", sub_arch, {"hr@10": 0.30, "ndcg@10": 0.168, "mrr@10": 0.125}, 40_000,
                {"budget": 1.0, "unit": "ms", "predicted_cost": 0.95, "reference_cost": 2.0, "predicted_ms": 0.95,
-                "pareto": pareto})
+                "candidates": candidates, "search_steps": 40, "budget_used": 0.95})
     rows = []
     for i in range(12):
         m = 0.5 + 0.2 * i
@@ -64,14 +68,14 @@ def runs(tmp_path):
                           "lut": {"a": 1.0, "b": 0.0, "test": {"n": 6, "within_10pct": 0.83, "mape_pct": 5.1, "kendall_tau": 0.93},
                                   "all": {"n": 12, "within_10pct": 0.83, "mape_pct": 5.0, "kendall_tau": 0.95}}}}
     (sub / "lut.json").write_text(json.dumps(lut))
-    (sub / "artifacts.json").write_text(json.dumps({"artifacts": [
+    (sub / "artifacts.json").write_text(json.dumps([
         {"model": "subnet", "path": str(sub / "subnet_fp32.pte"), "format": "executorch", "quantize": "none", "size_bytes": 180_000,
          "parity": {"passed": True, "max_abs_diff": 1e-5, "artifact_metrics": {"ndcg@10": 0.168}}},
         {"model": "baseline", "path": str(sub / "baseline_fp32.pte"), "format": "executorch", "quantize": "none",
-         "size_bytes": 540_000, "parity": {"passed": True, "artifact_metrics": {"ndcg@10": 0.175}}}]}))
+         "size_bytes": 540_000, "parity": {"passed": True, "artifact_metrics": {"ndcg@10": 0.175}}}]))
     (sub / "bench.json").write_text(json.dumps([
-        {"artifact": str(sub / "subnet_fp32.pte"), "device": "cpu", "median_ms": 1.0, "p10_ms": 0.95, "p90_ms": 1.1, "runs": 100},
-        {"artifact": str(sub / "baseline_fp32.pte"), "device": "cpu", "median_ms": 2.1, "p10_ms": 2.0, "p90_ms": 2.3, "runs": 100}]))
+        {"model": "subnet", "quantize": "none", "artifact": str(sub / "subnet_fp32.pte"), "device": "cpu", "median_ms": 1.0, "p10_ms": 0.95, "p90_ms": 1.1, "runs": 100},
+        {"model": "baseline", "quantize": "none", "artifact": str(sub / "baseline_fp32.pte"), "device": "cpu", "median_ms": 2.1, "p10_ms": 2.0, "p90_ms": 2.3, "runs": 100}]))
     (sub / "energy.json").write_text(json.dumps([_energy("subnet", "subnet_fp32.pte", 0.9),
                                                  _energy("baseline", "baseline_fp32.pte", 2.0)]))
     (sub / "commands.json").write_text(json.dumps({"commands": ["easrec train synthetic --out runs/base",
@@ -128,10 +132,33 @@ def test_cli_report(runs, capsys):
     assert main(["report", str(sub / "nope")]) == 2
 
 
+# Records load errors and image natural sizes into the DOM, which --dump-dom then shows.
+SELFCHECK_JS = """
+window.__easrecErrors=[];
+window.addEventListener('error',function(e){window.__easrecErrors.push(String(e.message||(e.target&&e.target.src)||e));},true);
+window.addEventListener('load',function(){
+ var imgs=[].slice.call(document.images).map(function(i){return{w:i.naturalWidth,h:i.naturalHeight,complete:i.complete};});
+ var el=document.getElementById('easrec-selfcheck');
+ if(el){el.textContent=JSON.stringify({images:imgs,errors:window.__easrecErrors});}
+});
+"""
+
+
+def _with_selfcheck(html_path: Path, out: Path) -> Path:
+    """A copy of the report with the self-check script and its output element."""
+    html = html_path.read_text()
+    html = html.replace("</head>", f"<script>{SELFCHECK_JS}</script></head>", 1)
+    html = html.replace("</body>", '<pre id="easrec-selfcheck" hidden></pre>\n</body>', 1)
+    out.write_text(html)
+    return out
+
+
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is absent (bash .ci/install-chromium.sh)")
 def test_report_in_headless_chromium(runs, tmp_path):
     base, sub = runs
     html_path, _ = write_report(sub, baseline_run=base)
+    assert "<script" not in html_path.read_text()  # the report ships no script; the check is added to a copy
+    html_path = _with_selfcheck(html_path, tmp_path / "checked.html")
     profile = tmp_path / "chromium-profile"
     cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
            "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
