@@ -11,12 +11,12 @@ Split of one forward pass (`easrec.cost.components`):
 
 | component | module | inputs → outputs |
 |---|---|---|
-| embedding(L,d) | item + position embedding, padding keep-mask, causal+padding attention mask | ids [1,L] → x, mask [1,1,L,L], keep [1,L] |
-| attention(L,d,heads,hs,kind) | LN1 + attention + residual on all L positions | x, mask (softmax) or keep (linear) → x |
+| embedding(L,d) | LayerNorm(item + position embedding), padding keep-mask, causal+padding attention mask | ids [1,L] → x, mask [1,1,L,L], keep [1,L] |
+| attention(L,d,heads,hs,kind) | attention + residual + LN1 on all L positions | x, mask (softmax) or keep (linear) → x |
 | last_attention | the same, querying only the newest position | x, mask or keep → x [1,1,d] |
-| ffn(L,d,ffn) | LN2 + FFN + residual + padding re-mask | x, keep → x |
+| ffn(L,d,ffn) | FFN + residual + LN2 + padding re-mask | x, keep → x |
 | gates(L,d,ffn) | running mean of the embedded input + both gates, measured as (gated FFN) − (FFN) | x, x0, keep → x |
-| last_ffn(d,ffn) | the newest position's LN2 + FFN + residual + re-mask + final LN | x [1,1,d], keep → h [1,d] |
+| last_ffn(d,ffn) | the newest position's FFN + residual + LN2 + re-mask | x [1,1,d], keep → h [1,d] |
 | last_gates(d,ffn) | gated last FFN − last FFN (the gates read the last row of the running mean) | x, s [1,1,d], keep → h |
 | scoring(d) | `TopKGraph`'s catalogue scores + seen-item exclusion + top-k | h [1,d], ids → (indices, scores) |
 | overhead | one call of the runtime on a trivial graph | ids → ids + 1 |
