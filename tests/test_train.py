@@ -195,6 +195,20 @@ def test_loss_decreases_and_beats_random(dataset, baseline):
     assert len(metrics["epoch_seconds"]) == EPOCHS and metrics["train_seconds"] >= sum(metrics["epoch_seconds"])
 
 
+def test_last_targets_train_one_sample_per_prefix(dataset, baseline, tmp_path):
+    """targets="last" trains on every prefix with the loss on its newest item: same targets per epoch, many more steps."""
+    _, windows = baseline
+    metrics = train_run(dataset, DATA_CFG, ARCH, config(epochs=1, targets="last"), tmp_path)
+    n_targets = int((dataset.split().train_arrays(ARCH.max_len)[1] != 0).sum())
+    assert metrics["history"][0]["targets"] == n_targets
+    assert metrics["steps"] == math.ceil(n_targets / 64) > windows["steps"] / EPOCHS
+    torch.manual_seed(0)
+    untrained = evaluate_model(SASRec(ARCH, dataset.n_items, 0.0), dataset.split(), "valid")
+    assert metrics["valid"]["ndcg@10"] > 1.5 * untrained["ndcg@10"]
+    with pytest.raises(EasrecError, match="--targets"):
+        config(targets="first").validate()
+
+
 def test_determinism(dataset, baseline, tmp_path):
     _, first = baseline
     second = train_run(dataset, DATA_CFG, ARCH, config(), tmp_path)

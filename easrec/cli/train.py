@@ -29,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stride", type=nonneg_int, default=0,
                    help="training windows end every STRIDE items, each keeping its newest STRIDE targets (every target "
                         "gets ≥ L − STRIDE of context, at L/STRIDE× the compute); 0 = L")
+    p.add_argument("--targets", choices=["all", "last"], default="all",
+                   help="all: loss at every position of each window; last: one sample per prefix, loss on its newest item (RecBole's)")
     p.add_argument("--gate-input", choices=["mean", "position"], default="mean",
                    help="what the --gates read: causal running mean of the history (default) or each position's embedding (the paper's)")
     p.add_argument("--batch-size", type=positive_int, default=128)
@@ -77,7 +79,7 @@ def cmd_train(args: argparse.Namespace) -> dict:
 
     def config(seed: int) -> TrainConfig:
         return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-                           patience=args.patience, eval_every=args.eval_every, warmup_steps=args.warmup_steps, stride=args.stride,
+                           patience=args.patience, eval_every=args.eval_every, warmup_steps=args.warmup_steps, stride=args.stride, targets=args.targets,
                            loss=args.loss, negatives=args.negatives, seed=seed,
                            threads=args.threads, keep_seen=args.keep_seen).validate()
 

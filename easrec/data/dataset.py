@@ -101,6 +101,20 @@ class Split:
             targets[old] = 0
         return inputs, targets
 
+    def prefix_arrays(self, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+        """RecBole's training samples: one row per training prefix (its newest `max_len` items), loss on the next item only.
+
+        Every training interaction with at least one item before it is a target exactly once, as in
+        `train_arrays`, but each target is a sample of its own, so an epoch holds as many rows as targets.
+        """
+        if not isinstance(max_len, (int, np.integer)) or max_len < 1:
+            raise EasrecError(f"max_len must be a positive integer, got {max_len!r}")
+        prefixes = [seq[max(0, end - max_len - 1):end] for seq in self.train if len(seq) >= 2 for end in range(2, len(seq) + 1)]
+        both = padded_tail(prefixes, max_len + 1)
+        targets = np.zeros((len(both), max_len), dtype=both.dtype)
+        targets[:, -1] = both[:, -1]
+        return both[:, :-1].copy(), targets
+
     def history(self, which: Literal["valid", "test"]) -> tuple[np.ndarray, np.ndarray]:
         """Each evaluated user's whole known history as CSR: (flat item ids int64, offsets int64 [n_eval + 1]).
 

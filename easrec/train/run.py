@@ -137,6 +137,8 @@ def train_run(dataset: Dataset, data_cfg: dict, arch: Arch, cfg: TrainConfig, ou
         "protocol": "full",
         "keep_seen": cfg.keep_seen,
         "best_epoch": result.best_epoch,
+        "steps": result.steps,
+        "best_step": result.best_step,
         "epochs": len(result.epoch_seconds),
         "epoch_seconds": result.epoch_seconds,
         "train_seconds": result.train_seconds,

@@ -42,6 +42,7 @@ class TrainConfig:
     warmup_steps: int = 0  # linear learning-rate warm-up
     stride: int = 0  # training windows end every `stride` items (0 = max_len: consecutive windows)
     loss: str = "ce"
+    targets: str = "all"  # "all": loss at every position of each window; "last": one sample per prefix (RecBole's)
     negatives: int = 256  # uniform negatives shared by a batch with loss "sampled-ce"
     seed: int = 0
     threads: int | None = None
@@ -60,6 +61,8 @@ class TrainConfig:
             raise EasrecError(f"--weight-decay must be in [0, 1), got {self.weight_decay}")
         if not self.lr > 0:
             raise EasrecError(f"--lr must be positive, got {self.lr}")
+        if self.targets not in ("all", "last"):
+            raise EasrecError(f"--targets must be all or last, got {self.targets!r}")
         if self.loss not in ("ce", "sampled-ce", "bce"):
             raise EasrecError(f"--loss must be ce, sampled-ce or bce, got {self.loss!r}")
         return self
@@ -117,7 +120,10 @@ def train_model(
     cfg.validate()
     set_determinism(cfg.seed, cfg.threads)
     arch = active or model.arch
-    inputs_np, targets_np = split.train_arrays(arch.max_len, stride=min(cfg.stride, arch.max_len) or None)
+    if cfg.targets == "last":
+        inputs_np, targets_np = split.prefix_arrays(arch.max_len)
+    else:
+        inputs_np, targets_np = split.train_arrays(arch.max_len, stride=min(cfg.stride, arch.max_len) or None)
     if len(inputs_np) == 0:
         raise EasrecError("no user has two or more training interactions: nothing to train on")
     inputs = torch.from_numpy(inputs_np)
