@@ -22,7 +22,7 @@ from easrec.errors import EasrecError
 from easrec.io import read_json
 from easrec.presets import PRESETS, Preset
 from easrec.records import ArtifactRecord, BenchRecord, CommandsRecord, DataRecord, EnergyRecord
-from easrec.rundir import ARTIFACTS, BENCH, COMMANDS, DATA_STATS, ENERGY, METRICS, RunDir
+from easrec.rundir import ARTIFACTS, BENCH, COMMANDS, DATA_STATS, ENERGY, RunDir
 from easrec.space import Arch, SearchSpace
 
 log = logging.getLogger(__name__)
@@ -346,17 +346,10 @@ class Pipeline:
             res = bench_artifact(path, device, runs=self.preset.bench_runs, threads=self.opts.threads)
             rows.append(BenchRecord.from_dict({"model": model, "quantize": q, **res}, BENCH))
         self.run_dir.write_records(BENCH, rows)
-        # The subnet's measured latency goes next to its predicted one (same runtime, fp32), and beside the
-        # budget it was searched under (both ms, same runtime).
-        sub = next(r for r in rows if r.model == "subnet" and r.quantize == "none")
-        base = next(r for r in rows if r.model == "baseline" and r.quantize == "none")
-        fields = {"measured_ms": sub.median_ms, "baseline_measured_ms": base.median_ms}
-        searched = self.run_dir.search()
-        if searched and searched.cost_unit == "ms" and searched.budget:
-            fields.update(budget_ms=searched.budget, measured_over_budget=sub.median_ms / searched.budget)
-        metrics = self.run_dir.update(METRICS, **fields)
-        return {"subnet_ms": sub.median_ms, "baseline_ms": base.median_ms, "speedup": base.median_ms / sub.median_ms,
-                "budget_ms": metrics.get("budget_ms"), "measured_over_budget": metrics.get("measured_over_budget")}
+        sub, base = self.run_dir.measured_ms("subnet"), self.run_dir.measured_ms("baseline")
+        check = self.run_dir.budget_check()
+        return {"subnet_ms": sub, "baseline_ms": base, "speedup": base / sub,
+                "budget_ms": check["budget_ms"], "measured_over_budget": check["measured_over_budget"]}
 
     def stage_energy(self) -> dict:
         from easrec.profiling.energy import artifact_inputs, measure_energy

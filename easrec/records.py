@@ -161,7 +161,9 @@ class TrainRecord(Record):
     train_seconds: float | None = _f(NUM)
     best_epoch: int | None = _f((int,))
     predicted_ms: float | None = _f(NUM)
-    # Written by `easrec run`'s bench stage beside the prediction.
+    steps: int | None = _f((int,))
+    best_step: int | None = _f((int,))
+    # Written into metrics.json by earlier bench stages; read only for such runs (bench.json holds them now).
     measured_ms: float | None = _f(NUM)
     baseline_measured_ms: float | None = _f(NUM)
     budget_ms: float | None = _f(NUM)

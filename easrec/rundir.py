@@ -49,12 +49,13 @@ class RunDir:
         obj = [r.to_dict() for r in records] if isinstance(records, list) else records.to_dict()
         self.write(name, obj)
 
-    def update(self, name: str, **fields: Any) -> dict[str, Any]:
-        """Add `fields` to the JSON object `name` (which must exist) and write it back; return it."""
-        record = read_json(self.path / name)
-        record.update(fields)
-        self.write(name, record)
-        return record
+    def write_metrics(self, metrics: dict[str, Any]) -> None:
+        """Write metrics.json after checking it as a TrainRecord (and a SearchRecord when it holds a budget)."""
+        where = str(self.path / METRICS)
+        TrainRecord.from_dict(metrics, where)
+        if metrics.get("budget") is not None:
+            SearchRecord.from_dict(metrics, where)
+        self.write(METRICS, metrics)
 
     # ------------------------------------------------------------ typed accessors (None / [] when absent)
 
@@ -129,10 +130,24 @@ class RunDir:
             rows[model] = row
         return rows
 
+    def measured_ms(self, model: str) -> float | None:
+        """The fp32 artifact's measured median latency of `model` (bench.json); runs benched before bench.json
+        held every measurement kept the subnet's in metrics.json."""
+        row = next((b for b in self.bench() if b.model == model and b.quantize in (None, "none")), None)
+        if row is not None:
+            return row.median_ms
+        return (self.train() or TrainRecord()).measured_ms if model == "subnet" else None
+
+    def budget_check(self) -> dict[str, float | None]:
+        """The searched budget in ms beside the subnet's predicted and measured latency (None where not a latency search)."""
+        search = self.search()
+        ms = search is not None and search.cost_unit == "ms" and bool(search.budget)
+        measured = self.measured_ms("subnet")
+        return {"predicted_ms": search.predicted_cost if ms else None, "budget_ms": search.budget if ms else None,
+                "measured_ms": measured,
+                "measured_over_budget": measured / search.budget if ms and measured is not None else None}
+
     def summary(self, stage_seconds: dict[str, float | None]) -> dict[str, Any]:
         """The numbers a person wants at the end: accuracy, latency, energy, size of baseline and subnet."""
-        train, search = self.train() or TrainRecord(), self.search()
         return {"run": str(self.path), "report": str(self.path / "report.html"), "models": self.model_rows(),
-                "predicted_ms": search.predicted_cost if search else None, "budget_ms": search.budget if search else None,
-                "measured_ms": train.measured_ms, "measured_over_budget": train.measured_over_budget,
-                "stages": stage_seconds}
+                **self.budget_check(), "stages": stage_seconds}

@@ -86,7 +86,7 @@ def _write(path, obj):
 
 def test_version_1_files_read_through_rundir(tmp_path):
     """A run written before records had a version: every accessor reads it as version 1."""
-    _write(tmp_path / "metrics.json", {**SEARCH, "measured_ms": 1.0, "measured_over_budget": 1.0})
+    _write(tmp_path / "metrics.json", {**SEARCH, "measured_ms": 7.0, "measured_over_budget": 7.0})
     _write(tmp_path / "baseline" / "metrics.json", {**TRAIN, "params": 120_000})
     _write(tmp_path / "artifacts.json", [ARTIFACT, {**ARTIFACT, "quantize": "int8", "size_bytes": 60_000}])
     _write(tmp_path / "bench.json", [BENCH])
@@ -127,3 +127,26 @@ def test_write_records_then_read(tmp_path):
     _write(tmp_path / "bench.json", [{**BENCH, "p10_ms": "x"}])
     with pytest.raises(EasrecError, match=r"bench.json\[0\]: field 'p10_ms'"):
         run.bench()
+
+
+def test_measured_latency_from_bench_rows_and_from_a_run_benched_before_bench_json(tmp_path):
+    """bench.json is the source of measured latency; an older run that kept it in metrics.json still reads."""
+    _write(tmp_path / "metrics.json", {**SEARCH, "measured_ms": 1.9})
+    run = RunDir(tmp_path)
+    assert run.budget_check() == {"predicted_ms": 0.95, "budget_ms": 1.0, "measured_ms": 1.9, "measured_over_budget": 1.9}
+    _write(tmp_path / "bench.json", [BENCH, {**BENCH, "quantize": "int8", "median_ms": 0.5}, {**BENCH, "model": "baseline", "median_ms": 3.0}])
+    assert run.measured_ms("subnet") == 1.0 and run.measured_ms("baseline") == 3.0
+    assert run.budget_check()["measured_over_budget"] == 1.0
+    _write(tmp_path / "metrics.json", {**SEARCH, "unit": "MFLOPs"})
+    assert run.budget_check()["budget_ms"] is None and run.budget_check()["measured_over_budget"] is None
+
+
+def test_write_metrics_checks_the_record_before_writing(tmp_path):
+    run = RunDir(tmp_path)
+    run.write_metrics(SEARCH)
+    assert run.search().budget == 1.0
+    with pytest.raises(EasrecError, match=r"metrics.json: field 'params' must be an integer"):
+        run.write_metrics({**TRAIN, "params": "many"})
+    with pytest.raises(EasrecError, match=r"field 'candidates' row 0"):
+        run.write_metrics({**SEARCH, "candidates": [{"why": "no arch"}]})
+    assert run.search().budget == 1.0  # a refused record leaves the file as it was

@@ -19,6 +19,7 @@ from easrec.errors import EasrecError
 from easrec.io import atomic_write_json, atomic_write_text, read_json
 from easrec.model import SASRec
 from easrec.model.sasrec import DEFAULT_DROPOUT
+from easrec.rundir import RunDir
 from easrec.space import Arch, LayerArch
 from easrec.train.checkpoint import MODEL_FILE, save_model
 from easrec.train.evaluate import evaluate_model, model_ranks
@@ -56,7 +57,7 @@ def write_run(out: Path, model: SASRec, dataset: Dataset, data_cfg: dict, train_
     atomic_write_json(out / "arch.json", model.arch.to_dict())
     atomic_write_json(out / "mapping.json", dataset.mapping())
     save_model(model, out / MODEL_FILE)
-    atomic_write_json(out / "metrics.json", metrics)
+    RunDir(out).write_metrics(metrics)
     write_per_user(out / PER_USER_FILE, per_user_record(model, dataset, data_cfg, train_cfg.keep_seen))
 
 
