@@ -20,7 +20,6 @@ import collections
 import json
 import os
 import random
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -196,7 +195,7 @@ def main() -> None:
                 per_op[name] = {"error": str(exc)}
 
     gemms = gemm_micro(out_dir)
-    pte, i8s, i8f = rows.get("pte fp32", {}), rows.get("pte int8 (small)", {}), rows.get("pte int8 (fast)", {})
+    i8s, i8f = rows.get("pte int8 (small)", {}), rows.get("pte int8 (fast)", {})
     statics = [r for n, r in rows.items() if "static" in n and "ndcg_vs_fp32" in r]
     int8s = [r for n, r in rows.items() if "int8" in n and "ndcg_vs_fp32" in r]
     goals = {

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
 from easrec.data import load_dataset
 from easrec.model import SASRec
-from easrec.model.sasrec import layer_norm, NEG
+from easrec.model.sasrec import NEG
 from easrec.train.evaluate import evaluate_model
 from easrec.train.run import sasrec_arch
 from easrec.train.trainer import TrainConfig, train_model

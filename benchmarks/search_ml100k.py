@@ -27,7 +27,11 @@ import sys
 import time
 from pathlib import Path
 
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+
 import numpy as np
+import torch
 
 from easrec.data import data_config, load_dataset
 from easrec.io import atomic_write_json
@@ -37,6 +41,7 @@ from easrec.search.run import load_cost_model, resolve_budget, search_run
 from easrec.space import Arch, SearchSpace, reference_arch
 from easrec.train.run import read_per_user, sasrec_arch, train_run
 from easrec.train.stats import mean_ci_over_seeds, paired_bootstrap
+from easrec.train.checkpoint import CHECKPOINT_FILE
 from easrec.train.trainer import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,11 +57,40 @@ def per_user(run: Path) -> np.ndarray:
 
 
 def trained(ds, data_cfg, arch: Arch, cfg: TrainConfig, out: Path, dropout: float) -> dict:
-    """Train (or reuse) one run; returns its metrics.json."""
+    """Train (or reuse, or resume from its checkpoint) one run; returns its metrics.json."""
     if (out / "metrics.json").is_file():
         return json.loads((out / "metrics.json").read_text())
-    log(f"train {arch.describe()} seed {cfg.seed} -> {out}")
-    return train_run(ds, data_cfg, arch, cfg, out, dropout=dropout)
+    resume = (out / CHECKPOINT_FILE).is_file()
+    log(f"{'resume' if resume else 'train'} {arch.describe()} seed {cfg.seed} -> {out}")
+    return train_run(ds, data_cfg, arch, cfg, out, dropout=dropout, resume=resume)
+
+
+def job(task: tuple) -> str:
+    """One training or search, run in a worker process (the data set is loaded there)."""
+    kind, data, out, payload, cfg, dropout, threads = task
+    torch.set_num_threads(threads)
+    ds, data_cfg = load_dataset(data), data_config(data)
+    if kind == "train":
+        trained(ds, data_cfg, Arch.from_dict(payload), cfg, out, dropout)
+    elif not (out / "metrics.json").is_file():
+        lut, ratio, search_epochs = payload
+        cm = load_cost_model(SearchSpace(), ds.n_items, lut)
+        log(f"search R {ratio} seed {cfg.seed} -> {out}")
+        search_run(ds, data_cfg, out, cost_model=cm, budget=resolve_budget(cm, ratio=ratio),
+                   gates_cfg=GatesConfig(epochs=search_epochs, seed=cfg.seed, threads=threads), finetune=cfg,
+                   dropout=dropout, resume=(out / "search_checkpoint.pt").is_file())
+    return str(out)
+
+
+def run_all(tasks: list[tuple], jobs: int) -> None:
+    """Run independent tasks, `jobs` at a time (each a process with its own torch threads)."""
+    if jobs <= 1:
+        for t in tasks:
+            job(t)
+        return
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for _ in pool.map(job, tasks):
+            pass
 
 
 def summary(name: str, ratio: float, runs: list[Path], cost: float | None, budget: float | None, arch: str) -> dict:
@@ -85,66 +119,71 @@ def main() -> int:
     ap.add_argument("--grid-layers", default="1,2")
     ap.add_argument("--search-epochs", type=int, default=20)
     ap.add_argument("--dropout", type=float, default=DEFAULT_DROPOUT)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per training")
+    ap.add_argument("--jobs", type=int, default=1, help="trainings run at once (independent ones; one process each)")
     ap.add_argument("--work", type=Path, default=Path("runs/bench_search"))
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "search_ml100k.json")
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
+    ratios = [float(r) for r in args.ratios.split(",")]
     ds = load_dataset(args.data)
-    data_cfg = data_config(args.data)
     base_cfg = TrainConfig(threads=args.threads)
     cfg = lambda seed: dataclasses.replace(base_cfg, seed=seed)  # noqa: E731
+    train_task = lambda arch, seed, out: ("train", args.data, out, arch.to_dict(), cfg(seed), args.dropout, args.threads)  # noqa: E731
     rows, comparisons = [], []
-
+    space = SearchSpace()
+    cm = load_cost_model(space, ds.n_items, args.lut)
     ref = reference_arch()
     ref_runs = [args.work / f"reference/seed-{s}" for s in seeds]
-    for s, run in zip(seeds, ref_runs):
-        trained(ds, data_cfg, ref, cfg(s), run, args.dropout)
+    # Hand-scaled SASRecs: 2 heads splitting d, FFN 4d, as users scale SASRec by hand.
+    grid = [sasrec_arch(L, d, n, 2, 4 * d) for L in map(int, args.grid_lens.split(",")) for d in map(int, args.grid_ds.split(","))
+            for n in map(int, args.grid_layers.split(","))]
+    budgets = {ratio: resolve_budget(cm, ratio=ratio) for ratio in ratios}
+    fits = {ratio: [a for a in grid if cm.cost(a) <= budgets[ratio]] for ratio in ratios}
+    hand_dir = lambda ratio, a, s: args.work / f"r{ratio}/hand/{a.hash()}/seed-{s}"  # noqa: E731
+    search_dir = lambda ratio, s: args.work / f"r{ratio}/search/seed-{s}"  # noqa: E731
+    for ratio in ratios:
+        log(f"R {ratio}: budget {budgets[ratio]:.4g} {cm.unit}; {len(fits[ratio])} of {len(grid)} hand-scaled SASRecs fit")
+
+    # Phase 1, independent: the reference per seed, the grid scan (first seed), the search per seed.
+    phase1 = [train_task(ref, s, run) for s, run in zip(seeds, ref_runs)]
+    phase1 += [("search", args.data, search_dir(ratio, s), (args.lut, ratio, args.search_epochs), cfg(s), args.dropout, args.threads)
+               for ratio in ratios for s in seeds]
+    phase1 += [train_task(a, seeds[0], hand_dir(ratio, a, seeds[0])) for ratio in ratios for a in fits[ratio]]
+    run_all(phase1, args.jobs)
+    # Phase 2, given phase 1: the best hand-scaled SASRec on validation and the searched architectures, every seed.
+    best, archs, phase2 = {}, {}, []
+    for ratio in ratios:
+        best[ratio] = max(fits[ratio], key=lambda a: json.loads((hand_dir(ratio, a, seeds[0]) / "metrics.json").read_text())["valid"][METRIC])
+        archs[ratio] = [Arch.from_dict(json.loads((search_dir(ratio, s) / "arch.json").read_text())) for s in seeds]
+        phase2 += [train_task(best[ratio], s, hand_dir(ratio, best[ratio], s)) for s in seeds]
+        for s, arch in zip(seeds, archs[ratio]):
+            phase2.append(train_task(arch, s, args.work / f"r{ratio}/search-scratch/seed-{s}"))
+            phase2.append(train_task(dataclasses.replace(arch, gates=False), s, args.work / f"r{ratio}/search-nogates/seed-{s}"))
+    run_all(phase2, args.jobs)
+
     rows.append(summary("SASRec reference", 1.0, ref_runs, None, None, ref.describe()))
-
-    for ratio in (float(r) for r in args.ratios.split(",")):
-        space = SearchSpace()
-        cm = load_cost_model(space, ds.n_items, args.lut)
-        budget = resolve_budget(cm, ratio=ratio)
-        # Hand-scaled SASRecs that fit: 2 heads splitting d, FFN 4d, as users scale SASRec by hand.
-        grid = [sasrec_arch(L, d, n, 2, 4 * d) for L in map(int, args.grid_lens.split(",")) for d in map(int, args.grid_ds.split(","))
-                for n in map(int, args.grid_layers.split(","))]
-        fits = [a for a in grid if cm.cost(a) <= budget]
-        log(f"R {ratio}: budget {budget:.4g} {cm.unit}; {len(fits)} of {len(grid)} hand-scaled SASRecs fit")
+    for ratio in ratios:
+        budget = budgets[ratio]
         scan = []
-        for a in fits:
-            run = args.work / f"r{ratio}/hand/{a.hash()}/seed-{seeds[0]}"
-            m = trained(ds, data_cfg, a, cfg(seeds[0]), run, args.dropout)
+        for a in fits[ratio]:
+            m = json.loads((hand_dir(ratio, a, seeds[0]) / "metrics.json").read_text())
             scan.append({"arch": a.describe(), "cost": cm.cost(a), "valid": m["valid"][METRIC], "test": m["test"][METRIC]})
-        best = max(fits, key=lambda a: json.loads((args.work / f"r{ratio}/hand/{a.hash()}/seed-{seeds[0]}/metrics.json").read_text())["valid"][METRIC])
-        hand_runs = [args.work / f"r{ratio}/hand/{best.hash()}/seed-{s}" for s in seeds]
-        for s, run in zip(seeds, hand_runs):
-            trained(ds, data_cfg, best, cfg(s), run, args.dropout)
-        rows.append(summary("best hand-scaled SASRec (on valid)", ratio, hand_runs, cm.cost(best), budget, best.describe()))
-
-        inherit_runs, scratch_runs, nogate_runs, archs = [], [], [], []
-        for s in seeds:
-            out = args.work / f"r{ratio}/search/seed-{s}"
-            if not (out / "metrics.json").is_file():
-                log(f"search R {ratio} seed {s}")
-                search_run(ds, data_cfg, out, cost_model=cm, budget=budget,
-                           gates_cfg=GatesConfig(epochs=args.search_epochs, seed=s, threads=args.threads),
-                           finetune=cfg(s), dropout=args.dropout)
-            arch = Arch.from_dict(json.loads((out / "arch.json").read_text()))
-            archs.append(arch)
-            inherit_runs.append(out)
-            scratch_runs.append(args.work / f"r{ratio}/search-scratch/seed-{s}")
-            trained(ds, data_cfg, arch, cfg(s), scratch_runs[-1], args.dropout)
-            off = dataclasses.replace(arch, gates=False)
-            nogate_runs.append(args.work / f"r{ratio}/search-nogates/seed-{s}")
-            trained(ds, data_cfg, off, cfg(s), nogate_runs[-1], args.dropout)
-        desc = "; ".join(sorted({a.describe() for a in archs}))
-        costs = [cm.cost(a) for a in archs]
+        hand_runs = [hand_dir(ratio, best[ratio], s) for s in seeds]
+        rows.append(summary("best hand-scaled SASRec (on valid)", ratio, hand_runs, cm.cost(best[ratio]), budget, best[ratio].describe()))
+        rows[-1]["scan"] = scan
+        inherit_runs = [search_dir(ratio, s) for s in seeds]
+        scratch_runs = [args.work / f"r{ratio}/search-scratch/seed-{s}" for s in seeds]
+        nogate_runs = [args.work / f"r{ratio}/search-nogates/seed-{s}" for s in seeds]
+        desc = "; ".join(sorted({a.describe() for a in archs[ratio]}))
+        costs = [cm.cost(a) for a in archs[ratio]]
+        search_seconds = [json.loads((r / "metrics.json").read_text()).get("total_seconds") for r in inherit_runs]
         rows.append(summary("EASRec search, inherited weights", ratio, inherit_runs, float(np.mean(costs)), budget, desc))
+        rows[-1]["budget_used"] = [c / budget for c in costs]
+        rows[-1]["search_seconds"] = search_seconds
         rows.append(summary("EASRec search, retrained from scratch", ratio, scratch_runs, float(np.mean(costs)), budget, desc))
         rows.append(summary("same architectures, gates off (scratch)", ratio, nogate_runs,
-                            float(np.mean([cm.cost(dataclasses.replace(a, gates=False)) for a in archs])), budget, desc))
-        rows[-4]["scan"] = scan
+                            float(np.mean([cm.cost(dataclasses.replace(a, gates=False)) for a in archs[ratio]])), budget, desc))
         for name, runs in (("scratch", scratch_runs), ("inherit", inherit_runs)):
             comparisons.append({"ratio": ratio, "a": "best hand-scaled", "b": f"search ({name})", **compare(hand_runs, runs)})
             comparisons.append({"ratio": ratio, "a": "reference", "b": f"search ({name})", **compare(ref_runs, runs)})
@@ -158,13 +197,13 @@ def main() -> int:
         cb = "–" if r["cost"] is None else f"{r['cost']:.3g} / {r['budget']:.3g}"
         print(f"| {r['variant']} | {r['ratio']} | {r['arch']} | {cb} | {t['mean']:.4f}{ci} | {v['mean']:.4f} | {r['seconds']:.0f} |")
     print()
-    print(f"| R | A | B | mean A | mean B | B − A (95 % CI, paired bootstrap over users) |")
+    print("| R | A | B | mean A | mean B | B − A (95 % CI, paired bootstrap over users) |")
     print("|---|---|---|---|---|---|")
     for c in comparisons:
         print(f"| {c['ratio']} | {c['a']} | {c['b']} | {c['mean_a']:.4f} | {c['mean_b']:.4f} | "
               f"{c['diff']:+.4f} [{c['ci_low']:+.4f}, {c['ci_high']:+.4f}]{' (includes 0)' if c['includes_zero'] else ''} |")
     atomic_write_json(args.out, {"rows": rows, "comparisons": comparisons, "command": " ".join(sys.argv), "seeds": seeds,
-                                 "threads": args.threads, "load_average": os.getloadavg(), "cost_model": str(args.lut or "flops")})
+                                 "threads": args.threads, "jobs": args.jobs, "load_average": os.getloadavg(), "cost_model": str(args.lut or "flops")})
     return 0
 
 

@@ -6,7 +6,7 @@ the exact command is in runner/README.md) and passes the binary as the `runner=P
 /data/local/tmp/easrec/; the runner's per-iteration lines (`warmup i ms`, `iteration i ms`, see
 `easrec.devices.native_runner`) are parsed: the same program and parser as on this machine, where
 the parsing is tested on the runner's real output through a fake `adb`. Not yet run on a phone.
-Every adb command line is built by `AndroidDevice.adb_command` and run by `run_command`.
+Every adb command line is built by `AndroidDevice.adb_command` and run by `Device.run_tool`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from easrec.devices.base import Device, run_command
+from easrec.devices.base import Device
 from easrec.devices.battery import (
     android_energy_from_samples, battery_sampler_script, parse_battery_samples, parse_dumpsys_battery,
 )
@@ -116,14 +116,7 @@ class AndroidDevice(Device):
 
     def _adb(self, step: str, *args: str, timeout: float | None = None, check: bool = True) -> subprocess.CompletedProcess:
         self._adb_path(step)
-        cmd = self.adb_command(*args)
-        log.debug("%s: %s", self.name, shlex.join(cmd))
-        try:
-            out = run_command(cmd, timeout=timeout or self.timeout)
-        except subprocess.TimeoutExpired as exc:
-            raise self.fail(step, f"adb timed out after {exc.timeout:.0f} s") from exc
-        except OSError as exc:
-            raise self.fail(step, f"cannot run adb: {exc}") from exc
+        out = self.run_tool(self.adb_command(*args), step, timeout or self.timeout, "adb")
         text = f"{out.stdout or ''}\n{out.stderr or ''}"
         gone = _GONE_RE.search(text)
         if gone:

@@ -7,6 +7,7 @@ import logging
 import os
 import platform
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -97,6 +98,16 @@ class Device(ABC):
         """An EasrecError naming this device and the step that failed."""
         detail = " ".join(str(detail).split()) or "unknown error"
         return EasrecError(f"{self.name}: {step} failed: {detail}")
+
+    def run_tool(self, cmd: list[str], step: str, timeout: float, tool: str) -> subprocess.CompletedProcess:
+        """Run `cmd` (adb, ssh, scp) for `step`; a timeout or a tool that cannot start is `fail(step, ...)`."""
+        log.debug("%s: %s", self.name, shlex.join(cmd))
+        try:
+            return run_command(cmd, timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise self.fail(step, f"{tool} timed out after {exc.timeout:.0f} s") from exc
+        except OSError as exc:
+            raise self.fail(step, f"cannot run {tool}: {exc}") from exc
 
 
 def cpu_model() -> str:

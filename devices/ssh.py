@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from easrec.devices.base import Device, run_command
+from easrec.devices.base import Device
 from easrec.devices.native_runner import check_output_version, measure_in_batches, parse_runner_output, runner_args
 from easrec.devices.remote import save_inputs
 from easrec.devices.timing import LatencyStats, MeasurePolicy
@@ -84,13 +84,7 @@ class SshDevice(Device):
     def _exec(self, cmd: list[str], step: str, timeout: float | None = None) -> subprocess.CompletedProcess:
         if shutil.which(cmd[0]) is None:
             raise self.fail(step, f"`{cmd[0]}` is not installed (install openssh-client)")
-        log.debug("%s: %s", self.name, shlex.join(cmd))
-        try:
-            out = run_command(cmd, timeout=timeout or self.timeout)
-        except subprocess.TimeoutExpired as exc:
-            raise self.fail(step, f"timed out after {exc.timeout:.0f} s") from exc
-        except OSError as exc:
-            raise self.fail(step, str(exc)) from exc
+        out = self.run_tool(cmd, step, timeout or self.timeout, cmd[0])
         if out.returncode != 0:
             raise self.fail(step, _last_error_line(out) or f"exit status {out.returncode}")
         return out
@@ -128,10 +122,7 @@ class SshDevice(Device):
         cmd = self.ssh_command(shlex.join([self.python, "-m", "easrec.devices.remote", *args]))
         if shutil.which("ssh") is None:
             raise self.fail(step, "`ssh` is not installed (install openssh-client)")
-        try:
-            out = run_command(cmd, timeout=self.timeout)
-        except subprocess.TimeoutExpired as exc:
-            raise self.fail(step, f"timed out after {exc.timeout:.0f} s") from exc
+        out = self.run_tool(cmd, step, self.timeout, "ssh")
         obj = parse_json_object(out.stdout)
         if obj is None:
             raise self.fail(step, _last_error_line(out) or f"exit status {out.returncode} and no JSON on stdout")

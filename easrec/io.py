@@ -9,13 +9,14 @@ or a path through a regular file fails at once, in one line.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import tempfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from easrec.errors import EasrecError
 
@@ -49,6 +50,25 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             # A failed write (ENOSPC, EIO) carries no file name; name the file being written for the one-line error.
             exc.filename = path
         raise
+
+
+@contextlib.contextmanager
+def atomic_target(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary file beside `path` for a writer that wants a file name; renamed onto `path` on success, removed on failure."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # The temporary name keeps the suffix: some writers (torch.export.save) insist on theirs.
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.tmp-", suffix=path.suffix)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the result is an ordinary file
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -8,14 +8,15 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 import shutil
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import torch
+
+from easrec.io import atomic_target
 
 log = logging.getLogger(__name__)
 
@@ -24,23 +25,6 @@ def one_line(exc: BaseException) -> str:
     """The first line of an exception's message, whitespace collapsed, at most 300 characters."""
     text = str(exc).strip() or type(exc).__name__
     return " ".join(text.splitlines()[0].split())[:300]
-
-@contextlib.contextmanager
-def temp_file(path: Path) -> Iterator[Path]:
-    """A temporary file beside `path`, renamed onto it on success (readers never see half a file)."""
-    path = Path(path)
-    # The temporary name keeps the suffix: torch.export.save insists on ".pt2".
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.tmp-", suffix=path.suffix)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o644 & ~umask)  # mkstemp makes 0600; an artifact is an ordinary file
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 def to_xnnpack(programs):
     """`to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner()])`, after removing
@@ -90,7 +74,7 @@ def write_program(edge, path: str | Path) -> Path:
     """`edge.to_executorch()` written atomically to `path`."""
     path = Path(path)
     program = edge.to_executorch()
-    with temp_file(path) as tmp:
+    with atomic_target(path) as tmp:
         with open(tmp, "wb") as f:
             program.write_to_file(f)
     return path
@@ -171,7 +155,7 @@ def lower_onnx(module, example_inputs, path: Path, dtype: str, calibration) -> d
             if left:
                 log.warning("%s: %d Gemm node(s) left in float (quantize_dynamic skips Gemm)", path.name, left)
             report["float_gemm_left"] = left
-        with temp_file(path) as tmp:
+        with atomic_target(path) as tmp:
             shutil.copyfile(final, tmp)
     report["ops"] = op_counts(path)
     return report

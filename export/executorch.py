@@ -11,8 +11,8 @@ the sidecar list what stayed fp32 and why.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import torch
 
 from easrec.export.artifact import ExportResult
@@ -22,20 +22,6 @@ from easrec.export.lowering import delegation_report, export_program, one_line
 __all__ = ["export_executorch", "calibration_batches", "delegation_report", "export_program", "one_line"]
 
 
-def export_executorch(
-    model: torch.nn.Module,
-    path: str | Path,
-    *,
-    quantize: str = "none",
-    calib: np.ndarray | None = None,
-    k: int = 10,
-    batch: int = 1,
-    exclude_seen: bool = True,
-    sample: np.ndarray | None = None,
-    int8_recipe: str = "small",
-    embedding_bits: int = 8,
-) -> ExportResult:
-    """Export `model` (a SASRec) as a `.pte` for XNNPACK; writes FILE and FILE.delegation.json."""
-    return export_artifact(model, path, "executorch", quantize=quantize, calib=calib, k=k, batch=batch,
-                           exclude_seen=exclude_seen, sample=sample, int8_recipe=int8_recipe,
-                           embedding_bits=embedding_bits)
+def export_executorch(model: torch.nn.Module, path: str | Path, **options: Any) -> ExportResult:
+    """Export `model` (a SASRec) as a `.pte` for XNNPACK; writes FILE and FILE.delegation.json. `options` are `export_artifact`'s (quantize, calib, k, batch, exclude_seen, sample, ...)."""
+    return export_artifact(model, path, "executorch", **options)

@@ -38,14 +38,15 @@ import torch
 import torch.nn as nn
 
 from easrec.errors import EasrecError
-from easrec.export.backends import OPSET, delegation_report, lower_onnx, one_line, op_counts, temp_file, to_xnnpack, write_program
+from easrec.io import atomic_target
+from easrec.export.backends import OPSET, delegation_report, lower_onnx, one_line, op_counts, to_xnnpack, write_program
 from easrec.export.quantize import compute_causal_masks, quantize_embeddings, quantize_linears
 
 __all__ = [
     "CACHE_VERSION", "DTYPES", "INT8_RECIPES", "OPSET", "RUNTIMES", "cached_path", "check", "content_hash",
     "delegation_report", "executorch_program", "export_program", "fold_constants", "lower", "lower_cached", "lower_file",
     "lower_to_temp", "lowering_cache_dir", "numpy_inputs", "one_line", "op_counts", "runtime_version", "suffix_for",
-    "temp_file", "to_xnnpack", "write_program",
+    "to_xnnpack", "write_program",
 ]
 
 log = logging.getLogger(__name__)
@@ -86,24 +87,17 @@ def runtime_version(runtime: str) -> str:
         raise EasrecError(f"runtime: {runtime} is not installed") from exc
 
 
-def lower(
-    module: nn.Module,
-    example_inputs: Sequence[torch.Tensor],
-    path: str | Path,
-    runtime: str = "executorch",
-    dtype: str = "fp32",
-    *,
-    calibration: Sequence[Sequence[torch.Tensor]] | None = None,
-    cache: bool | str | Path | None = None,
-) -> Path:
+def lower(module: nn.Module, example_inputs: Sequence[torch.Tensor], path: str | Path, runtime: str = "executorch",
+          dtype: str = "fp32", **options: Any) -> Path:
     """Export `module(*example_inputs)` to `path` for `runtime`; returns the path written.
 
-    Shapes are static (batch and length of the example inputs). `calibration` is only used by the
-    int8 ExecuTorch flow (defaults to the example inputs; dynamic quantization needs no statistics).
-    `cache` (True: `lowering_cache_dir()`, or a folder): reuse a file lowered before from the same content.
-    Every variant goes through `lower_file`.
+    Shapes are static (batch and length of the example inputs). `options` are `lower_cached`'s:
+    `calibration` is only used by the int8 ExecuTorch flow (defaults to the example inputs; dynamic
+    quantization needs no statistics); `cache` (True: `lowering_cache_dir()`, or a folder; off by default
+    here) reuses a file lowered before from the same content. Every variant goes through `lower_file`.
     """
-    return lower_cached(module, example_inputs, path, runtime, dtype, calibration=calibration, cache=cache)[0]
+    options.setdefault("cache", None)
+    return lower_cached(module, example_inputs, path, runtime, dtype, **options)[0]
 
 
 def lower_cached(
@@ -279,7 +273,7 @@ def lower_file(
             if runtime == "onnxruntime":
                 return lower_onnx(module, example_inputs, path, dtype, calibration)
             ep = export_program(module, example_inputs, type(module).__name__)
-            with temp_file(path) as tmp:
+            with atomic_target(path) as tmp:
                 torch.export.save(ep, str(tmp))
             return {"runtime": "torch", "dtype": dtype}
     except EasrecError:

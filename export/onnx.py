@@ -9,8 +9,8 @@ QDQ with a `CalibrationDataReader` over real training sequences, restricted to M
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import torch
 
 from easrec.export.artifact import ExportResult
@@ -20,18 +20,6 @@ from easrec.export.lowering import OPSET, op_counts
 __all__ = ["export_onnx", "op_counts", "OPSET"]
 
 
-def export_onnx(
-    model: torch.nn.Module,
-    path: str | Path,
-    *,
-    quantize: str = "none",
-    calib: np.ndarray | None = None,
-    k: int = 10,
-    batch: int = 1,
-    exclude_seen: bool = True,
-    sample: np.ndarray | None = None,
-    **_: object,
-) -> ExportResult:
-    """Export `model` (a SASRec) as one `.onnx` file; writes FILE and FILE.ops.json."""
-    return export_artifact(model, path, "onnx", quantize=quantize, calib=calib, k=k, batch=batch,
-                           exclude_seen=exclude_seen, sample=sample)
+def export_onnx(model: torch.nn.Module, path: str | Path, **options: Any) -> ExportResult:
+    """Export `model` (a SASRec) as one `.onnx` file; writes FILE and FILE.ops.json. `options` are `export_artifact`'s (quantize, calib, k, batch, exclude_seen, sample, ...)."""
+    return export_artifact(model, path, "onnx", **options)

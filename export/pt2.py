@@ -7,8 +7,8 @@ is what `easrec bench --device cuda` times; fp32 only. Through `easrec.export.lo
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import torch
 
 from easrec.export.artifact import ExportResult
@@ -17,17 +17,6 @@ from easrec.export.exporter import export_artifact
 __all__ = ["export_pt2"]
 
 
-def export_pt2(
-    model: torch.nn.Module,
-    path: str | Path,
-    *,
-    quantize: str = "none",
-    k: int = 10,
-    batch: int = 1,
-    exclude_seen: bool = True,
-    sample: np.ndarray | None = None,
-    **_: object,
-) -> ExportResult:
-    """Export `model` (a SASRec) as a torch.export `.pt2`; writes FILE and FILE.lowering.json."""
-    return export_artifact(model, path, "pt2", quantize=quantize, k=k, batch=batch, exclude_seen=exclude_seen,
-                           sample=sample)
+def export_pt2(model: torch.nn.Module, path: str | Path, **options: Any) -> ExportResult:
+    """Export `model` (a SASRec) as a torch.export `.pt2`; writes FILE and FILE.lowering.json. `options` are `export_artifact`'s (quantize, calib, k, batch, exclude_seen, sample, ...)."""
+    return export_artifact(model, path, "pt2", **options)

@@ -17,7 +17,7 @@ import pytest
 
 from easrec.devices import LatencyStats, get_device, load_runner, parse_spec, summarize, time_callable
 from easrec.devices import android as android_mod
-from easrec.devices import ssh as ssh_mod
+from easrec.devices import base as base_mod
 from easrec.devices.android import AndroidDevice, parse_executor_runner_output
 from easrec.devices.base import parse_adb_devices
 from easrec.devices.timing import MeasurePolicy, is_stable
@@ -416,7 +416,7 @@ def phone_files(tmp_path):
 def test_android_measure_builds_exact_adb_commands(monkeypatch, phone_files):
     model, runner = phone_files
     fake = FakeAdb([("easrec_runner --model_path", (0, RUNNER_OUT, ""))])
-    monkeypatch.setattr(android_mod, "run_command", fake)
+    monkeypatch.setattr(base_mod, "run_command", fake)
     dev = get_device("android:R58M12", runner=runner, adb="adb")
     ids = np.arange(8, dtype=np.int64).reshape(1, 8)
     stats = dev.measure(model, [ids], threads=4, warmup=5, min_runs=10, max_runs=10)
@@ -444,7 +444,7 @@ def test_android_inputs_are_raw_little_endian_int64(monkeypatch, phone_files, tm
             pushed[cmd[5]] = Path(cmd[4]).read_bytes()
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
-    monkeypatch.setattr(android_mod, "run_command", fake)
+    monkeypatch.setattr(base_mod, "run_command", fake)
     dev = AndroidDevice("S1", runner=phone_files[1], adb="adb")
     ids = np.array([[0, 1, 2, 300]], dtype=np.int64)
     assert dev.push_inputs([ids]) == ["/data/local/tmp/easrec/input_0.bin"]
@@ -456,7 +456,7 @@ def test_android_inputs_are_raw_little_endian_int64(monkeypatch, phone_files, tm
 def test_android_info_reads_properties(monkeypatch):
     fake = FakeAdb([("ro.product.model", (0, "Pixel 7\n", "")), ("ro.build.version.release", (0, "14\n", "")),
                     ("ro.product.cpu.abi", (0, "arm64-v8a\n", "")), ("scaling_governor", (0, "schedutil\n", ""))])
-    monkeypatch.setattr(android_mod, "run_command", fake)
+    monkeypatch.setattr(base_mod, "run_command", fake)
     info = AndroidDevice("S1", adb="adb").info()
     assert info["model"] == "Pixel 7" and info["os"] == "Android 14" and info["governor"] == "schedutil"
     assert ["adb", "-s", "S1", "shell", "getprop ro.product.model"] in fake.commands
@@ -466,28 +466,28 @@ def test_android_info_reads_properties(monkeypatch):
 def test_android_vanished_device_and_crash(monkeypatch, phone_files):
     model, runner = phone_files
     gone = FakeAdb([("push", (1, "", "adb: device 'R58M12' not found\n"))])
-    monkeypatch.setattr(android_mod, "run_command", gone)
+    monkeypatch.setattr(base_mod, "run_command", gone)
     dev = AndroidDevice("R58M12", runner=runner, adb="adb")
     with pytest.raises(EasrecError, match=r"^android:R58M12: copying easrec_runner failed: .*not found"):
         dev.measure(model, [np.zeros((1, 8), np.int64)])
     crash = FakeAdb([("easrec_runner --model_path", (134, "I 00:00:00.000100 executorch:method.cpp:318] x\n"
                                                           "Aborted \n", ""))])
-    monkeypatch.setattr(android_mod, "run_command", crash)
+    monkeypatch.setattr(base_mod, "run_command", crash)
     with pytest.raises(EasrecError, match=r"^android:R58M12: running easrec_runner on model.pte failed: exit status 134: Aborted"):
         dev.measure(model, [np.zeros((1, 8), np.int64)])
     refused = FakeAdb([("easrec_runner --model_path", (1, "easrec_runner: error: model.pte: cannot open: AccessFailed (0x22)\n", ""))])
-    monkeypatch.setattr(android_mod, "run_command", refused)
+    monkeypatch.setattr(base_mod, "run_command", refused)
     with pytest.raises(EasrecError, match=r"exit status 1: model.pte: cannot open: AccessFailed"):
         dev.measure(model, [np.zeros((1, 8), np.int64)])
     short = FakeAdb([("easrec_runner --model_path", (0, RUNNER_OUT, ""))])  # asks 12, gets 10
-    monkeypatch.setattr(android_mod, "run_command", short)
+    monkeypatch.setattr(base_mod, "run_command", short)
     with pytest.raises(EasrecError, match="found 10 of 12 iteration times"):
         dev.measure(model, [np.zeros((1, 8), np.int64)], warmup=2, min_runs=12, max_runs=12)
 
 
 def test_android_missing_runner_and_missing_adb(monkeypatch, phone_files):
     model, _ = phone_files
-    monkeypatch.setattr(android_mod, "run_command", FakeAdb([]))
+    monkeypatch.setattr(base_mod, "run_command", FakeAdb([]))
     with pytest.raises(EasrecError, match="android:S1: copying easrec_runner failed: no runner given"):
         AndroidDevice("S1", adb="adb").measure(model, [np.zeros((1, 8), np.int64)])
     monkeypatch.setattr(android_mod.shutil, "which", lambda name: None)
@@ -566,7 +566,7 @@ def test_ssh_remote_error_is_reported(monkeypatch):
             return subprocess.CompletedProcess(cmd, 2, '{"error": "m.pte: loading with executorch failed: bad"}\n', "")
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
-    monkeypatch.setattr(ssh_mod, "run_command", fake)
+    monkeypatch.setattr(base_mod, "run_command", fake)
     dev = get_device("ssh:pi@board")
     with pytest.raises(EasrecError, match=r"^ssh:pi@board: reading info failed: m.pte: loading"):
         dev.info()

@@ -203,9 +203,9 @@ def _local_ssh(cmd: list[str], *, timeout: float) -> subprocess.CompletedProcess
 
 def test_ssh_board_without_python_runs_the_native_runner(runner_binary, tiny_pte, monkeypatch):
     from easrec.devices import get_device
-    from easrec.devices import ssh as ssh_mod
+    from easrec.devices import base as base_mod
 
-    monkeypatch.setattr(ssh_mod, "run_command", _local_ssh)
+    monkeypatch.setattr(base_mod, "run_command", _local_ssh)
     dev = get_device("ssh:pi@board", runner=runner_binary, python="/no/python/here")
     stats = dev.measure(tiny_pte, [padded([1, 2, 3])], warmup=2, min_runs=5, max_runs=5)
     assert stats.runs == 5 and 0 < stats.p10_ms <= stats.median_ms and stats.first_ms > 0 and stats.load_ms > 0

@@ -41,7 +41,7 @@ def test_expected_cost_is_exact_for_one_hot_and_mixes_linearly():
     space = SearchSpace()
     cm = FlopsCostModel(space, 1000)
     rng = random.Random(0)
-    a, b = space.sample(rng), space.sample(rng)
+    a = space.sample(rng)
     assert cm.expected_cost(one_hot_probs(space, a)).item() == pytest.approx(cm.cost(a), rel=1e-5)
     # Uniform α: expectation lies strictly between the cheapest and the most expensive architecture.
     uniform = ArchParams(space).probs(1.0)

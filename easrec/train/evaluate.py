@@ -8,7 +8,7 @@ could rank an item seen 60 steps ago, and numbers would differ across max length
 from __future__ import annotations
 
 import logging
-from typing import Callable, Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
@@ -107,22 +107,10 @@ def evaluate_ranks(
     return ranks.numpy()
 
 
-def evaluate_scores(
-    score_fn: ScoreFn,
-    split: Split,
-    which: Literal["valid", "test"],
-    max_len: int,
-    *,
-    keep_seen: bool = False,
-    protocol: str = "full",
-    popularity: np.ndarray | None = None,
-    batch_size: int = 512,
-    ks: tuple[int, ...] = KS,
-    token_budget: int | None = TOKEN_BUDGET,
-) -> dict[str, float]:
-    """HR/NDCG/MRR@k of `score_fn(ids [B, L]) -> scores [B, N+1]` on every evaluated user."""
-    ranks = evaluate_ranks(score_fn, split, which, max_len, keep_seen=keep_seen, protocol=protocol,
-                           popularity=popularity, batch_size=batch_size, token_budget=token_budget)
+def evaluate_scores(score_fn: ScoreFn, split: Split, which: Literal["valid", "test"], max_len: int, *,
+                    ks: tuple[int, ...] = KS, **options: Any) -> dict[str, float]:
+    """HR/NDCG/MRR@k of `score_fn(ids [B, L]) -> scores [B, N+1]` on every evaluated user; `options` are `evaluate_ranks`'s."""
+    ranks = evaluate_ranks(score_fn, split, which, max_len, **options)
     return metrics_from_ranks(ranks, ks)
 
 
