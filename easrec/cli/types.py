@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import argparse
 import math
+from typing import Callable, TypeVar
+
+T = TypeVar("T", int, float)
 
 
 def _int(text: str) -> int:
@@ -29,46 +32,22 @@ def _float(text: str) -> float:
     return value
 
 
-def positive_int(text: str) -> int:
-    """An integer >= 1."""
-    value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
+def _checked(parse: Callable[[str], T], ok: Callable[[T], bool], rule: str, doc: str) -> Callable[[str], T]:
+    """An argparse type: `parse`, then refuse values that are not `ok` with "`rule`, got TEXT"."""
+
+    def convert(text: str) -> T:
+        value = parse(text)
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"{rule}, got {text}")
+        return value
+
+    convert.__doc__ = doc
+    return convert
 
 
-def nonneg_int(text: str) -> int:
-    """An integer >= 0."""
-    value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {text}")
-    return value
-
-
-def finite_float(text: str) -> float:
-    """Any finite number (no inf, no nan)."""
-    return _float(text)
-
-
-def positive_float(text: str) -> float:
-    """A finite number > 0."""
-    value = _float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
-
-
-def nonneg_float(text: str) -> float:
-    """A finite number >= 0."""
-    value = _float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {text}")
-    return value
-
-
-def probability(text: str) -> float:
-    """A number in [0, 1): a dropout rate (1 would drop everything)."""
-    value = _float(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
+positive_int = _checked(_int, lambda v: v >= 1, "must be at least 1", "An integer >= 1.")
+nonneg_int = _checked(_int, lambda v: v >= 0, "must be at least 0", "An integer >= 0.")
+finite_float = _checked(_float, lambda v: True, "", "Any finite number (no inf, no nan).")
+positive_float = _checked(_float, lambda v: v > 0, "must be positive", "A finite number > 0.")
+nonneg_float = _checked(_float, lambda v: v >= 0, "must be at least 0", "A finite number >= 0.")
+probability = _checked(_float, lambda v: 0 <= v < 1, "must be in [0, 1)", "A number in [0, 1): a dropout rate (1 would drop everything).")
