@@ -125,20 +125,16 @@ def test_error_missing_file(tmp_path, capsys):
     assert_one_line_error(rc, out, err, str(missing))
 
 
-def test_error_unknown_format(tmp_path, capsys):
-    f = tmp_path / "data.xyz"
-    f.write_text("hello world\nsome other line\n")
+@pytest.mark.parametrize("name, text, word", [
+    ("data.xyz", "hello world\nsome other line\n", "format"),
+    ("x.csv", "user_id,item_id,rating\n1,2,5\n1,3,4\n", "time"),
+])
+def test_error_unreadable_data_names_the_file_and_the_problem(tmp_path, capsys, name, text, word):
+    f = tmp_path / name
+    f.write_text(text)
     rc, out, err = run_cli(capsys, "train", str(f), *TINY, "--out", str(tmp_path / "r"))
     line = assert_one_line_error(rc, out, err, str(f))
-    assert "format" in line
-
-
-def test_error_header_without_time_column(tmp_path, capsys):
-    f = tmp_path / "x.csv"
-    f.write_text("user_id,item_id,rating\n1,2,5\n1,3,4\n")
-    rc, out, err = run_cli(capsys, "train", str(f), *TINY, "--out", str(tmp_path / "r"))
-    line = assert_one_line_error(rc, out, err, str(f))
-    assert "time" in line
+    assert word in line
 
 
 def test_error_non_numeric_timestamp_names_line(tmp_path, capsys):
