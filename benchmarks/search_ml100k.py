@@ -181,9 +181,12 @@ def main() -> int:
         rows.append(summary("EASRec search, inherited weights", ratio, inherit_runs, float(np.mean(costs)), budget, desc))
         rows[-1]["budget_used"] = [c / budget for c in costs]
         rows[-1]["search_seconds"] = search_seconds
+        # Search + fine-tune against one reference training, both wall seconds at the same thread count.
+        rows[-1]["time_vs_reference"] = float(np.mean(search_seconds)) / rows[0]["seconds"] if rows[0]["seconds"] else None
         rows.append(summary("EASRec search, retrained from scratch", ratio, scratch_runs, float(np.mean(costs)), budget, desc))
         rows.append(summary("same architectures, gates off (scratch)", ratio, nogate_runs,
-                            float(np.mean([cm.cost(dataclasses.replace(a, gates=False)) for a in archs[ratio]])), budget, desc))
+                            float(np.mean([cm.cost(dataclasses.replace(a, gates=False)) for a in archs[ratio]])), budget,
+                            "; ".join(sorted({dataclasses.replace(a, gates=False).describe() for a in archs[ratio]}))))
         for name, runs in (("scratch", scratch_runs), ("inherit", inherit_runs)):
             comparisons.append({"ratio": ratio, "a": "best hand-scaled", "b": f"search ({name})", **compare(hand_runs, runs)})
             comparisons.append({"ratio": ratio, "a": "reference", "b": f"search ({name})", **compare(ref_runs, runs)})
@@ -196,6 +199,11 @@ def main() -> int:
         ci = f" [{t['ci_low']:.4f}, {t['ci_high']:.4f}]" if t["ci_low"] is not None else ""
         cb = "–" if r["cost"] is None else f"{r['cost']:.3g} / {r['budget']:.3g}"
         print(f"| {r['variant']} | {r['ratio']} | {r['arch']} | {cb} | {t['mean']:.4f}{ci} | {v['mean']:.4f} | {r['seconds']:.0f} |")
+    for r in rows:
+        if r.get("time_vs_reference") is not None:
+            used = ", ".join(f"{u:.0%}" for u in r["budget_used"])
+            print(f"R {r['ratio']}: budget used per seed {used}; search + fine-tune {np.mean(r['search_seconds']):.0f} s "
+                  f"= {r['time_vs_reference']:.2f} x one reference training")
     print()
     print("| R | A | B | mean A | mean B | B − A (95 % CI, paired bootstrap over users) |")
     print("|---|---|---|---|---|---|")
