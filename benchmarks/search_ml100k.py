@@ -140,7 +140,8 @@ def main() -> int:
             for n in map(int, args.grid_layers.split(","))]
     budgets = {ratio: resolve_budget(cm, ratio=ratio) for ratio in ratios}
     fits = {ratio: [a for a in grid if cm.cost(a) <= budgets[ratio]] for ratio in ratios}
-    hand_dir = lambda ratio, a, s: args.work / f"r{ratio}/hand/{a.hash()}/seed-{s}"  # noqa: E731
+    # A hand-scaled SASRec's training does not depend on the budget: one run serves every ratio it fits.
+    hand_dir = lambda ratio, a, s: args.work / f"hand/{a.hash()}/seed-{s}"  # noqa: E731
     search_dir = lambda ratio, s: args.work / f"r{ratio}/search/seed-{s}"  # noqa: E731
     for ratio in ratios:
         log(f"R {ratio}: budget {budgets[ratio]:.4g} {cm.unit}; {len(fits[ratio])} of {len(grid)} hand-scaled SASRecs fit")
@@ -149,14 +150,16 @@ def main() -> int:
     phase1 = [train_task(ref, s, run) for s, run in zip(seeds, ref_runs)]
     phase1 += [("search", args.data, search_dir(ratio, s), (args.lut, ratio, args.search_epochs), cfg(s), args.dropout, args.threads)
                for ratio in ratios for s in seeds]
-    phase1 += [train_task(a, seeds[0], hand_dir(ratio, a, seeds[0])) for ratio in ratios for a in fits[ratio]]
+    scans = {a.hash(): a for ratio in ratios for a in fits[ratio]}
+    phase1 += [train_task(a, seeds[0], hand_dir(None, a, seeds[0])) for a in scans.values()]
     run_all(phase1, args.jobs)
     # Phase 2, given phase 1: the best hand-scaled SASRec on validation and the searched architectures, every seed.
     best, archs, phase2 = {}, {}, []
     for ratio in ratios:
         best[ratio] = max(fits[ratio], key=lambda a: json.loads((hand_dir(ratio, a, seeds[0]) / "metrics.json").read_text())["valid"][METRIC])
         archs[ratio] = [Arch.from_dict(json.loads((search_dir(ratio, s) / "arch.json").read_text())) for s in seeds]
-        phase2 += [train_task(best[ratio], s, hand_dir(ratio, best[ratio], s)) for s in seeds]
+        phase2 += [train_task(best[ratio], s, hand_dir(ratio, best[ratio], s)) for s in seeds
+                   if all(t[2] != hand_dir(ratio, best[ratio], s) for t in phase2)]
         for s, arch in zip(seeds, archs[ratio]):
             phase2.append(train_task(arch, s, args.work / f"r{ratio}/search-scratch/seed-{s}"))
             phase2.append(train_task(dataclasses.replace(arch, gates=False), s, args.work / f"r{ratio}/search-nogates/seed-{s}"))

@@ -224,6 +224,7 @@ class Pipeline:
         from easrec.train.trainer import TrainConfig
 
         return TrainConfig(epochs=self.preset.epochs, patience=self.preset.patience, lr=self.preset.lr, seed=self.opts.seed,
+                           batch_size=self.preset.batch_size, targets=self.preset.targets,
                            keep_seen=self.keep_seen())
 
     def stage_baseline(self) -> dict:

@@ -381,3 +381,15 @@ def test_search_uses_the_luts_own_space_and_the_reference_run(trained, tmp_path,
     assert metrics["reference_cost"] == pytest.approx(table.cost(ref))
     assert metrics["predicted_cost"] <= metrics["budget"] + 1e-9
     assert metrics["unit"] == "ms"
+
+
+def test_train_and_search_defaults_are_the_trainers_measured_defaults():
+    """The command line trains as `TrainConfig` does by default (the recipe benchmarks/README.md measured)."""
+    from easrec.cli import build_parser
+    from easrec.train.trainer import TrainConfig
+
+    default = TrainConfig()
+    train = build_parser().parse_args(["train", "synthetic-small"])
+    assert (train.targets, train.batch_size, train.patience, train.lr) == (default.targets, default.batch_size, default.patience, default.lr)
+    search = build_parser().parse_args(["search", "synthetic-small", "--budget-ratio", "0.5"])
+    assert (search.targets, search.patience) == (default.targets, default.patience)

@@ -20,7 +20,7 @@ TINY = Preset(
     # baseline, and this test is about the stages, not the budget (gated export: tests/test_export.py).
     space=SearchSpace(max_lens=(10, 20), ds=(16,), heads=(1,), ffns=(32,), depths=(1, 2), attentions=("softmax",),
                       gates=False).to_dict(),
-    epochs=2, patience=2, lr=3e-3, search_epochs=1, validate_subnets=4, profile_max_seconds=0.2,
+    epochs=2, patience=2, lr=3e-3, batch_size=128, targets="all", search_epochs=1, validate_subnets=4, profile_max_seconds=0.2,
     bench_runs=5, energy_runs=20, energy_seconds=0.5,
 )
 

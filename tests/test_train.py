@@ -28,7 +28,7 @@ EPOCHS = 3
 
 
 def config(**kw) -> TrainConfig:
-    base = dict(epochs=EPOCHS, batch_size=64, lr=5e-3, seed=0, threads=1, patience=10)
+    base = dict(epochs=EPOCHS, batch_size=64, lr=5e-3, seed=0, threads=1, patience=10, targets="all")
     base.update(kw)
     return TrainConfig(**base)
 

@@ -37,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--retrain", choices=["inherit", "scratch"], default="inherit", help="fine-tune inherited weights or retrain from scratch")
     p.add_argument("--search-epochs", type=positive_int, default=20)
     p.add_argument("--epochs", type=positive_int, default=200, help="maximum fine-tuning epochs (early stopping)")
-    p.add_argument("--patience", type=positive_int, default=10)
+    p.add_argument("--patience", type=positive_int, default=5, help="fine-tune: evaluations without a validation gain")
+    p.add_argument("--targets", choices=["last", "all"], default="last", help="fine-tune samples (see `easrec train --targets`)")
     p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--lr", type=positive_float, default=1e-3)
     p.add_argument("--dropout", type=probability, default=0.5, help="dropout on embeddings and residual branches (0.5 measured best on ml-100k)")
@@ -75,7 +76,7 @@ def cmd_search(args: argparse.Namespace) -> dict:
         budget = resolve_budget(cost_model, value=value, unit=unit)
     gcfg = GatesConfig(epochs=args.search_epochs, batch_size=args.batch_size, lr=args.lr, constraint=args.constraint,
                        seed=args.seed, threads=args.threads, keep_seen=args.keep_seen)
-    ft = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience, seed=args.seed,
+    ft = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience, targets=args.targets, seed=args.seed,
                      threads=args.threads, keep_seen=args.keep_seen)
     progress = Progress(TextColumn("[bold]{task.description}"), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
                         console=progress_console, disable=not progress_enabled(args), transient=True)
