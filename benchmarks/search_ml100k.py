@@ -120,6 +120,8 @@ def main() -> int:
     ap.add_argument("--search-epochs", type=int, default=20)
     ap.add_argument("--dropout", type=float, default=DEFAULT_DROPOUT)
     ap.add_argument("--threads", type=int, default=1, help="torch threads per training")
+    ap.add_argument("--targets", choices=["last", "all"], default=TrainConfig.targets,
+                    help="training samples of every model (last: the trainer's default; all: windows, ~3x cheaper)")
     ap.add_argument("--jobs", type=int, default=1, help="trainings run at once (independent ones; one process each)")
     ap.add_argument("--work", type=Path, default=Path("runs/bench_search"))
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "search_ml100k.json")
@@ -128,6 +130,9 @@ def main() -> int:
     ratios = [float(r) for r in args.ratios.split(",")]
     ds = load_dataset(args.data)
     base_cfg = TrainConfig(threads=args.threads)
+    if args.targets == "all":
+        # Window training with the batch and patience measured for it (benchmarks/README.md): ~3x cheaper per model.
+        base_cfg = dataclasses.replace(base_cfg, targets="all", batch_size=128, patience=10)
     cfg = lambda seed: dataclasses.replace(base_cfg, seed=seed)  # noqa: E731
     train_task = lambda arch, seed, out: ("train", args.data, out, arch.to_dict(), cfg(seed), args.dropout, args.threads)  # noqa: E731
     rows, comparisons = [], []
@@ -214,7 +219,7 @@ def main() -> int:
         print(f"| {c['ratio']} | {c['a']} | {c['b']} | {c['mean_a']:.4f} | {c['mean_b']:.4f} | "
               f"{c['diff']:+.4f} [{c['ci_low']:+.4f}, {c['ci_high']:+.4f}]{' (includes 0)' if c['includes_zero'] else ''} |")
     atomic_write_json(args.out, {"rows": rows, "comparisons": comparisons, "command": " ".join(sys.argv), "seeds": seeds,
-                                 "threads": args.threads, "jobs": args.jobs, "load_average": os.getloadavg(), "cost_model": str(args.lut or "flops")})
+                                 "threads": args.threads, "jobs": args.jobs, "targets": args.targets, "load_average": os.getloadavg(), "cost_model": str(args.lut or "flops")})
     return 0
 
 
