@@ -191,7 +191,7 @@ def test_dynamic_constraint_drives_expected_cost_under_budget(small_data):
 @pytest.mark.slow
 def test_search_cli_writes_metrics_with_cost(tmp_path, capsys):
     out = tmp_path / "s"
-    code = main(["search", "synthetic-small", "--budget-ratio", "0.05", "--search-epochs", "2", "--epochs", "2",
+    code = main(["search", "synthetic-small", "--budget-ratio", "0.05", "--search-epochs", "2", "--epochs", "2", "--targets", "all",
                  "--threads", "1", "--out", str(out), "--json"])
     assert code == 0
     result = json.loads(capsys.readouterr().out)
