@@ -23,6 +23,7 @@ import argparse
 import dataclasses
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -88,6 +89,14 @@ def run_all(tasks: list[tuple], jobs: int) -> None:
         for t in tasks:
             job(t)
         return
+    def stop(signum, frame):
+        # Workers left running would keep writing the run directories a restarted benchmark resumes.
+        for child in multiprocessing.active_children():
+            child.terminate()
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         for _ in pool.map(job, tasks):
             pass
