@@ -454,18 +454,19 @@ def test_strided_windows_use_every_target_once_with_long_context(stride):
 
 
 def test_prefix_arrays_one_row_per_target_with_its_whole_history():
-    """RecBole's samples: each training interaction is the last-position target of exactly one row holding the newest L before it."""
+    """RecBole's samples: each training interaction is the target of exactly one row holding the newest L items before it."""
     from easrec.data.dataset import Split
 
     seqs = [np.arange(1, 10), np.arange(100, 103), np.arange(200, 201)]
     L = 4
     x, y = Split(seqs, np.zeros(0, np.int64)).prefix_arrays(L)
-    assert len(x) == 8 + 2  # a one-item history has no target
-    assert (y[:, :-1] == 0).all()
-    assert sorted(y[:, -1].tolist()) == sorted(int(v) for s in seqs for v in s[1:])
-    for row_x, target in zip(x, y[:, -1]):
+    assert x.shape == (8 + 2, L) and y.shape == (8 + 2,)  # a one-item history has no target
+    assert x.dtype == np.int32 and y.dtype == np.int64
+    assert sorted(y.tolist()) == sorted(int(v) for s in seqs for v in s[1:])
+    for row_x, target in zip(x, y):
         seq = next(s for s in seqs if target in s)
         before = seq[: list(seq).index(target)][-L:]
         assert row_x[row_x != 0].tolist() == before.tolist()
+        assert (row_x[: L - len(before)] == 0).all()  # padded on the left, newest item last
     with pytest.raises(EasrecError, match="max_len"):
         Split(seqs, np.zeros(0, np.int64)).prefix_arrays(0)

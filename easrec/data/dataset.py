@@ -102,18 +102,27 @@ class Split:
         return inputs, targets
 
     def prefix_arrays(self, max_len: int) -> tuple[np.ndarray, np.ndarray]:
-        """RecBole's training samples: one row per training prefix (its newest `max_len` items), loss on the next item only.
+        """RecBole's training samples: inputs [N, max_len] (int32, each training prefix's newest items, left-padded)
+        and the item that follows each prefix [N].
 
         Every training interaction with at least one item before it is a target exactly once, as in
         `train_arrays`, but each target is a sample of its own, so an epoch holds as many rows as targets.
+        int32 and one target per row keep a 300,000-interaction set at L 200 to 240 MB.
         """
         if not isinstance(max_len, (int, np.integer)) or max_len < 1:
             raise EasrecError(f"max_len must be a positive integer, got {max_len!r}")
-        prefixes = [seq[max(0, end - max_len - 1):end] for seq in self.train if len(seq) >= 2 for end in range(2, len(seq) + 1)]
-        both = padded_tail(prefixes, max_len + 1)
-        targets = np.zeros((len(both), max_len), dtype=both.dtype)
-        targets[:, -1] = both[:, -1]
-        return both[:, :-1].copy(), targets
+        keep = [s for s in self.train if len(s) >= 2]
+        n = sum(len(s) - 1 for s in keep)
+        inputs = np.zeros((n, max_len), dtype=np.int32)
+        targets = np.zeros(n, dtype=np.int64)
+        row = 0
+        for seq in keep:
+            for end in range(1, len(seq)):
+                prefix = seq[max(0, end - max_len):end]
+                inputs[row, max_len - len(prefix):] = prefix
+                targets[row] = seq[end]
+                row += 1
+        return inputs, targets
 
     def history(self, which: Literal["valid", "test"]) -> tuple[np.ndarray, np.ndarray]:
         """Each evaluated user's whole known history as CSR: (flat item ids int64, offsets int64 [n_eval + 1]).

@@ -123,7 +123,7 @@ def train_model(
     set_determinism(cfg.seed, cfg.threads)
     arch = active or model.arch
     if cfg.targets == "last":
-        inputs_np, targets_np = split.prefix_arrays(arch.max_len)
+        inputs_np, targets_np = split.prefix_arrays(arch.max_len)  # targets: one per row
     else:
         inputs_np, targets_np = split.train_arrays(arch.max_len, stride=min(cfg.stride, arch.max_len) or None)
     if len(inputs_np) == 0:
@@ -131,7 +131,16 @@ def train_model(
     inputs = torch.from_numpy(inputs_np)
     targets = torch.from_numpy(targets_np)
     n_targets = int((targets != 0).sum())
-    targets_per_row = (targets != 0).sum(1)
+    targets_per_row = (targets != 0).sum(1) if targets.dim() == 2 else torch.ones(len(targets), dtype=torch.long)
+
+    def batch_pairs(idx: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = inputs[idx, -width:].long()
+        if targets.dim() == 2:
+            return x, targets[idx, -width:]
+        y = torch.zeros_like(x)  # built per batch: a [N, L] array of one target per row would be mostly zeros
+        y[:, -1] = targets[idx]
+        return x, y
+
     eval_every = cfg.eval_every or n_targets
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     gen = torch.Generator().manual_seed(cfg.seed)  # loss-side randomness (sampled negatives)
@@ -202,7 +211,7 @@ def train_model(
                 width = int(lengths[idx].max())
                 for group in opt.param_groups:
                     group["lr"] = lr_at(state["step"])
-                loss = model.loss(inputs[idx, -width:], targets[idx, -width:], active, kind=cfg.loss, generator=gen,
+                loss = model.loss(*batch_pairs(idx, width), active, kind=cfg.loss, generator=gen,
                                   negatives=cfg.negatives)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
