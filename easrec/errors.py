@@ -36,3 +36,9 @@ def field_of(message: str) -> str | None:
         return found.group(1)
     found = _OPTION_AT_START.match(message)
     return found.group(1) if found else None
+
+
+def check_choice(name: str, value: object, choices) -> None:
+    """Raise the one-line "NAME must be one of A, B, got 'x'" for a value outside `choices`."""
+    if value not in choices:
+        raise EasrecError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}", field=name)

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from easrec.errors import EasrecError
+from easrec.errors import EasrecError, check_choice
 from easrec.export.artifact import FORMATS, QUANTIZE, ExportResult, Predictor, load, read_sidecar, sidecar_path, write_sidecar
 from easrec.export.graph import TopKGraph
 
@@ -72,13 +72,11 @@ def export_run(
     if not run.is_dir():
         raise EasrecError(f"{run}: run directory not found")
     out = Path(out)
-    want = FORMATS.get(fmt)
-    if want is None:
-        raise EasrecError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    check_choice("format", fmt, FORMATS)
+    want = FORMATS[fmt]
     if out.suffix.lower() != want:
         raise EasrecError(f"{out}: a {fmt} artifact must end in {want}")
-    if quantize not in QUANTIZE:
-        raise EasrecError(f"quantize must be one of {', '.join(QUANTIZE)}, got {quantize!r}")
+    check_choice("quantize", quantize, QUANTIZE)
     if batch < 1:
         raise EasrecError(f"batch must be >= 1, got {batch}")
     if fmt == "pt2" and quantize != "none":

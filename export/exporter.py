@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from easrec.errors import EasrecError
+from easrec.errors import EasrecError, check_choice
 from easrec.io import atomic_write_json
 from easrec.export.artifact import FORMATS, QUANTIZE, ExportResult
 from easrec.export.graph import TopKGraph, example_inputs
@@ -56,14 +56,11 @@ def export_artifact(
     embedding_bits: int = 8,
 ) -> ExportResult:
     """Export `model` (a SASRec) as a `fmt` artifact at `path` through `lowering.lower_file`; writes FILE and its report."""
-    if fmt not in FORMATS:
-        raise EasrecError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    if quantize not in QUANTIZE:
-        raise EasrecError(f"quantize must be one of {', '.join(QUANTIZE)}, got {quantize!r}")
+    check_choice("format", fmt, FORMATS)
+    check_choice("quantize", quantize, QUANTIZE)
+    check_choice("int8_recipe", int8_recipe, INT8_RECIPES)
     if fmt == "pt2" and quantize != "none":
         raise EasrecError(f"quantize {quantize}: the pt2 format is fp32 only (int8 is for executorch and onnx)")
-    if int8_recipe not in INT8_RECIPES:
-        raise EasrecError(f"int8_recipe must be one of {', '.join(INT8_RECIPES)}, got {int8_recipe!r}")
     path = Path(path)
     t0 = time.perf_counter()
     graph = TopKGraph(model, k=k, exclude_seen=exclude_seen).eval()

@@ -37,7 +37,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn as nn
 
-from easrec.errors import EasrecError
+from easrec.errors import EasrecError, check_choice
 from easrec.io import atomic_target
 from easrec.export.backends import OPSET, delegation_report, lower_onnx, one_line, op_counts, to_xnnpack, write_program
 from easrec.export.quantize import compute_causal_masks, quantize_embeddings, quantize_linears
@@ -255,8 +255,7 @@ def lower_file(
     The report holds the delegation (ExecuTorch), op counts (ONNX) and which layers stayed fp32 and why.
     """
     check(runtime, dtype)
-    if int8_recipe not in INT8_RECIPES:
-        raise EasrecError(f"int8_recipe must be one of {', '.join(INT8_RECIPES)}, got {int8_recipe!r}")
+    check_choice("int8_recipe", int8_recipe, INT8_RECIPES)
     if embedding_bits not in (4, 8):
         raise EasrecError(f"embedding_bits must be 4 or 8, got {embedding_bits!r}")
     path = Path(path)
