@@ -340,6 +340,7 @@ def test_cli_devices_json(capsys):
     assert obj["devices"][0]["spec"] == "cpu" and obj["devices"][0]["kind"] == "cpu"
 
 
+@pytest.mark.slow
 def test_remote_entry_point_prints_one_json_object(artifacts, tmp_path):
     from easrec.devices.remote import save_inputs
 
@@ -572,6 +573,7 @@ def test_ssh_remote_error_is_reported(monkeypatch):
         dev.info()
 
 
+@pytest.mark.slow
 def test_ssh_loopback_measure(artifacts, tmp_path):
     why = _sshd_ready()
     if why:

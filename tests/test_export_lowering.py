@@ -51,6 +51,7 @@ def test_only_the_lowering_modules_lower_graphs():
     assert offenders == []
 
 
+@pytest.mark.slow
 def test_exporters_and_profiler_call_lower_file(monkeypatch, tmp_path):
     import easrec.export.lowering as lowering
     from easrec.export.executorch import export_executorch
@@ -164,6 +165,7 @@ def test_static_int8_keeps_scoring_dynamic_and_passes_parity(run_dir, tmp_path):
     assert side["quantization"]["linears_int8_static"] == q["linears_int8_static"]
 
 
+@pytest.mark.slow
 def test_pt2_export_predict_and_bench_without_sidecar(run_dir, tmp_path, capsys):
     from easrec.cli import main
 
@@ -187,6 +189,7 @@ def test_pt2_export_predict_and_bench_without_sidecar(run_dir, tmp_path, capsys)
     assert len(err) == 1 and "sha256" in err[0]
 
 
+@pytest.mark.slow
 def test_bench_pte_without_sidecar(tmp_path):
     from easrec.export.bench import bench_artifact
     from easrec.export.executorch import export_executorch
