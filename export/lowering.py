@@ -2,7 +2,7 @@
 
 `lower_file` is the only code in easrec that lowers a graph. The exporters (`export_executorch`,
 `export_onnx`, `export_pt2`), the latency-table components and the validation subnets all call it
-(the profiler through `lower` / `lower_cached`), so the table measures exactly the path that ships:
+(the profiler through `lower` with its cache), so the table measures exactly the path that ships:
 
 - ExecuTorch: torch.export (non-strict) → constant propagation (folds SASRec's weight slices) → for
   int8, every embedding lookup of a constant table becomes ExecuTorch's quantized lookup
@@ -44,7 +44,7 @@ from easrec.export.quantize import compute_causal_masks, quantize_embeddings, qu
 
 __all__ = [
     "CACHE_VERSION", "DTYPES", "INT8_RECIPES", "OPSET", "RUNTIMES", "cached_path", "check", "content_hash",
-    "delegation_report", "executorch_program", "export_program", "fold_constants", "lower", "lower_cached", "lower_file",
+    "delegation_report", "executorch_program", "export_program", "fold_constants", "lower", "lower_file",
     "lower_to_temp", "lowering_cache_dir", "numpy_inputs", "one_line", "op_counts", "runtime_version", "suffix_for",
     "to_xnnpack", "write_program",
 ]
@@ -88,51 +88,35 @@ def runtime_version(runtime: str) -> str:
 
 
 def lower(module: nn.Module, example_inputs: Sequence[torch.Tensor], path: str | Path, runtime: str = "executorch",
-          dtype: str = "fp32", **options: Any) -> Path:
-    """Export `module(*example_inputs)` to `path` for `runtime`; returns the path written.
+          dtype: str = "fp32", *, cache: bool | str | Path | None = None, key: str | None = None, **options: Any) -> Path:
+    """Export `module(*example_inputs)` to `path` for `runtime` through `lower_file`; returns the path written.
 
-    Shapes are static (batch and length of the example inputs). `options` are `lower_cached`'s:
+    Shapes are static (batch and length of the example inputs). `options` are `lower_file`'s:
     `calibration` is only used by the int8 ExecuTorch flow (defaults to the example inputs; dynamic
-    quantization needs no statistics); `cache` (True: `lowering_cache_dir()`, or a folder; off by default
-    here) reuses a file lowered before from the same content. Every variant goes through `lower_file`.
-    """
-    options.setdefault("cache", None)
-    return lower_cached(module, example_inputs, path, runtime, dtype, **options)[0]
-
-
-def lower_cached(
-    module: nn.Module,
-    example_inputs: Sequence[torch.Tensor],
-    path: str | Path,
-    runtime: str = "executorch",
-    dtype: str = "fp32",
-    *,
-    calibration: Sequence[Sequence[torch.Tensor]] | None = None,
-    cache: bool | str | Path | None = True,
-    key: str | None = None,
-) -> tuple[Path, bool]:
-    """`lower` through the content-addressed cache; returns (path written, whether it came from the cache).
-
-    `key` is the content hash when the caller computed it already (`content_hash`).
+    quantization needs no statistics), `int8_recipe`, `embedding_bits`. `cache` (True:
+    `lowering_cache_dir()`, or a folder; off by default) reuses a file lowered before from the same
+    content; every option is part of the key. `key` is the content hash when the caller computed it
+    already (`content_hash`).
     """
     check(runtime, dtype)
     path = Path(path)
     folder = _cache_folder(cache)
     if folder is None:
-        return _lower_now(module, example_inputs, path, runtime, dtype, calibration), False
-    key = key or content_hash(module, example_inputs, runtime, dtype, calibration)
+        lower_file(module, example_inputs, path, runtime, dtype, **options)
+        return path
+    key = key or content_hash(module, example_inputs, runtime, dtype, **options)
     cached = folder / (key + SUFFIX[runtime])
     if cached.is_file():
         _copy_atomic(cached, path)
         log.debug("%s: lowered graph %s taken from the cache", path.name, key)
-        return path, True
-    _lower_now(module, example_inputs, path, runtime, dtype, calibration)
+        return path
+    lower_file(module, example_inputs, path, runtime, dtype, **options)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         _copy_atomic(path, cached)
     except OSError as exc:  # a read-only or full cache must not fail the lowering itself
         log.warning("lowering cache %s: cannot store %s (%s)", folder, cached.name, exc)
-    return path, False
+    return path
 
 
 def lowering_cache_dir() -> Path:
@@ -200,10 +184,21 @@ def content_hash(
     runtime: str,
     dtype: str,
     calibration: Sequence[Sequence[torch.Tensor]] | None = None,
+    **options: Any,
 ) -> str:
-    """Hash of everything the lowered file depends on (see the module docstring); 40 hex digits."""
+    """Hash of everything the lowered file depends on (see the module docstring); 40 hex digits.
+
+    `options` are `lower_file`'s other keywords; their defaults hash as if left out, so the keys of
+    graphs lowered before an option existed stay valid.
+    """
     h = hashlib.sha1()
     h.update(f"{CACHE_VERSION}|{runtime}|{dtype}|{runtime_version(runtime)}|{torch.__version__}|".encode())
+    unknown = sorted(set(options) - set(_OPTION_DEFAULTS))
+    if unknown:
+        raise TypeError(f"content_hash: unknown lowering option(s) {unknown}")
+    changed = {k: v for k, v in sorted(options.items()) if v != _OPTION_DEFAULTS[k]}
+    if changed:
+        h.update(f"options:{changed!r}|".encode())
     # The exporters next to this file, whether or not this process imported them yet: the key must not
     # depend on what happened to be imported before.
     here = Path(__file__).resolve().parent
@@ -229,12 +224,6 @@ def content_hash(
         for i, t in enumerate(batch):
             _hash_tensor(h, f"calib{j}.{i}", t)
     return h.hexdigest()
-
-
-def _lower_now(module, example_inputs, path: Path, runtime: str, dtype: str, calibration) -> Path:
-    """Lower without the cache (what the profiler's workers call)."""
-    lower_file(module, example_inputs, path, runtime, dtype, calibration=calibration)
-    return Path(path)
 
 
 def lower_file(
@@ -279,6 +268,11 @@ def lower_file(
         raise
     except Exception as exc:  # an export failure: one line naming the runtime and the module
         raise EasrecError(f"{path.name}: lowering {type(module).__name__} for {runtime} {dtype} failed: {one_line(exc)}") from exc
+
+
+# lower_file's keyword options and their defaults (what `content_hash` keys on).
+_OPTION_DEFAULTS = {k: p.default for k, p in inspect.signature(lower_file).parameters.items()
+                    if p.kind is inspect.Parameter.KEYWORD_ONLY and k != "calibration"}
 
 def export_program(module: nn.Module, example: tuple, what: str = "model"):
     """torch.export (non-strict) with a one-line error that names the failing op where torch says it."""

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from easrec.export.lowering import _cache_folder, cached_path, content_hash, lower_cached, numpy_inputs, suffix_for
+from easrec.export.lowering import _cache_folder, cached_path, content_hash, lower, numpy_inputs, suffix_for
 from easrec.profiling.canary import canary_module
 from easrec.profiling.components import Overhead, component_module, padded_ids, program_module
 from easrec.profiling.subnets import subnet_module
@@ -36,14 +36,14 @@ def _worker_init() -> None:
     torch.set_num_threads(1)
 
 
-def _lower_job(job: tuple) -> tuple[str, str, list[np.ndarray], bool, float]:
-    """Worker: build the module a job names, lower it (through the cache), return (key, path, inputs, hit, seconds)."""
+def _lower_job(job: tuple) -> tuple[str, str, list[np.ndarray], float]:
+    """Worker: build the module a job names, lower it (through the cache), return (key, path, inputs, seconds)."""
     kind, key, payload, runtime, dtype, path, cache, content_key = job
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     module, example = build_module(kind, payload)
-    _, hit = lower_cached(module, example, path, runtime, dtype, cache=cache, key=content_key)
-    return key, path, numpy_inputs(example), hit, time.perf_counter() - t0
+    lower(module, example, path, runtime, dtype, cache=cache, key=content_key)
+    return key, path, numpy_inputs(example), time.perf_counter() - t0
 
 
 _POOLS: dict[int, ProcessPoolExecutor] = {}
@@ -143,7 +143,7 @@ class Lowerer:
         try:
             if self.workers <= 0 or len(misses) <= 1:
                 for i, job in misses:
-                    key, path, inputs, _, _ = _lower_job(job)
+                    key, path, inputs, _ = _lower_job(job)
                     results[i] = (key, path, inputs)
                     self.lowered += 1
                     done += 1
@@ -154,7 +154,7 @@ class Lowerer:
                 futures: list[tuple[int, Future]] = [(i, pool.submit(_lower_job, job)) for i, job in misses]
                 try:
                     for i, f in futures:
-                        key, path, inputs, _, _ = f.result()
+                        key, path, inputs, _ = f.result()
                         results[i] = (key, path, inputs)
                         self.lowered += 1
                         done += 1

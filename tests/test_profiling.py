@@ -179,7 +179,7 @@ class FakeDevice:
 LOWERED: list[str] = []
 
 
-def fake_lower_now(module, example_inputs, path, runtime, dtype, calibration):
+def fake_lower_file(module, example_inputs, path, runtime="executorch", dtype="fp32", **options):
     """Stands in for ExecuTorch/torch lowering: writes what the graph is, so FakeDevice can time it."""
     from easrec.profiling.components import Overhead
     from easrec.profiling.protocol import CanaryGraph
@@ -195,7 +195,7 @@ def fake_lower_now(module, example_inputs, path, runtime, dtype, calibration):
     LOWERED.append(json.dumps(desc))
     path = Path(path)
     path.write_text(json.dumps(desc))
-    return path
+    return {"runtime": runtime, "dtype": dtype}
 
 
 @pytest.fixture(autouse=False)
@@ -203,7 +203,7 @@ def fake_lowering(monkeypatch):
     import easrec.export.lowering as lowering
 
     LOWERED.clear()
-    monkeypatch.setattr(lowering, "_lower_now", fake_lower_now)
+    monkeypatch.setattr(lowering, "lower_file", fake_lower_file)
     return LOWERED
 
 
@@ -321,22 +321,22 @@ def test_lowering_cache_keys_on_content(tmp_path, monkeypatch):
     import easrec.export.lowering as lowering
 
     calls = []
-    real = lowering._lower_now
-    monkeypatch.setattr(lowering, "_lower_now", lambda *a: calls.append(1) or real(*a))
+    real = lowering.lower_file
+    monkeypatch.setattr(lowering, "lower_file", lambda *a, **k: calls.append(1) or real(*a, **k))
     torch.manual_seed(0)
     m = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.ReLU()).eval()
     x = (torch.randn(1, 8),)
     p1 = lowering.lower(m, x, tmp_path / "a.pt2", "torch", cache=tmp_path / "c")
-    p2, hit = lowering.lower_cached(m, x, tmp_path / "b.pt2", "torch", cache=tmp_path / "c")
-    assert hit and len(calls) == 1 and p1.read_bytes() == p2.read_bytes()
+    p2 = lowering.lower(m, x, tmp_path / "b.pt2", "torch", cache=tmp_path / "c")
+    assert len(calls) == 1 and p1.read_bytes() == p2.read_bytes()  # the second came from the cache
     monkeypatch.setenv("EASREC_CACHE", str(tmp_path / "env"))
     assert lowering.lowering_cache_dir() == tmp_path / "env" / "lowered"
     with torch.no_grad():
         m[0].weight[0, 0] += 1.0  # other weights: another graph
-    _, hit = lowering.lower_cached(m, x, tmp_path / "c.pt2", "torch", cache=tmp_path / "c")
-    assert not hit and len(calls) == 2
-    _, hit = lowering.lower_cached(m, (torch.randn(2, 8),), tmp_path / "d.pt2", "torch", cache=tmp_path / "c")
-    assert not hit and len(calls) == 3  # other input shape
+    lowering.lower(m, x, tmp_path / "c.pt2", "torch", cache=tmp_path / "c")
+    assert len(calls) == 2
+    lowering.lower(m, (torch.randn(2, 8),), tmp_path / "d.pt2", "torch", cache=tmp_path / "c")
+    assert len(calls) == 3  # other input shape
     lowering.lower(m, x, tmp_path / "e.pt2", "torch")  # default: no cache, unchanged behaviour
     assert len(calls) == 4
     # The key does not depend on which exporters this process happened to import before.
@@ -346,6 +346,14 @@ def test_lowering_cache_keys_on_content(tmp_path, monkeypatch):
     for name in ("easrec.export.executorch", "easrec.export.onnx"):
         monkeypatch.delitem(sys.modules, name, raising=False)
     assert lowering.content_hash(m, x, "torch", "fp32") == key
+    # Every lowering option is part of the key; an option at its default keys as if left out.
+    assert lowering.content_hash(m, x, "torch", "fp32", int8_recipe="small") == key
+    assert lowering.content_hash(m, x, "torch", "fp32", int8_recipe="fast") != key
+    assert lowering.content_hash(m, x, "torch", "fp32", embedding_bits=4) != key
+    with pytest.raises(TypeError, match="bogus"):
+        lowering.content_hash(m, x, "torch", "fp32", bogus=1)
+    lowering.lower(m, x, tmp_path / "f.pt2", "torch", cache=tmp_path / "c", int8_recipe="fast")
+    assert len(calls) == 5
 
 
 def test_validation_reports_noise_floor_and_picks_a_correction(tmp_path, fake_lowering):
