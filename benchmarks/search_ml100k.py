@@ -7,9 +7,12 @@ For each budget ratio R (× the predicted cost of the reference SASRec, L200 d64
   1. the reference SASRec, one run per seed;
   2. hand-scaled SASRecs: every (L, d, layers) of the grid whose cost fits the budget (2 heads, FFN 4d),
      trained once (first seed); the best on *validation* NDCG@10 is then trained with every seed;
-  3. the EASRec search (gates, dynamic constraint) per seed; its subnet fine-tuned from the inherited
-     weights (`inherit`) and the same architecture retrained from scratch (`scratch`);
-  4. the gates ablation: the searched architecture with the gates off, from scratch.
+  3. the EASRec search (gates, dynamic constraint) per seed, ending two ways: with its finalists (the α
+     choice and the costliest SASRec shape per length that fit, 2 fine-tune epochs each, the best on
+     validation kept; `easrec search`'s default) and with α's choice alone (`--finalist-epochs 0`). The
+     search itself is shared: both endings read the same search checkpoint. Each subnet is fine-tuned from
+     the inherited weights (`inherit`) and the same architecture retrained from scratch (`scratch`);
+  4. the gates ablation: α's architecture with the gates off, from scratch.
 Every model uses the same trainer and defaults (`easrec.train.trainer.TrainConfig`). Test NDCG@10 is
 full ranking with the user's whole history excluded. Each row gives the mean over seeds with a Student-t
 95 % CI; each comparison a paired bootstrap 95 % CI over users of the seed-averaged per-user NDCG@10.
@@ -23,6 +26,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -74,12 +78,17 @@ def job(task: tuple) -> str:
     if kind == "train":
         trained(ds, data_cfg, Arch.from_dict(payload), cfg, out, dropout)
     elif not (out / "metrics.json").is_file():
-        lut, ratio, search_epochs = payload
+        lut, ratio, search_epochs, finalist_epochs, shared = payload
         cm = load_cost_model(SearchSpace(), ds.n_items, lut)
-        log(f"search R {ratio} seed {cfg.seed} -> {out}")
+        done = Path(shared) / "search_checkpoint.pt" if shared else None
+        if done is not None and done.is_file() and (Path(shared) / "metrics.json").is_file() and not (out / "search_checkpoint.pt").is_file():
+            # Same data, seed and search options: the search is the same; only what follows it differs.
+            out.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(done, out / "search_checkpoint.pt")
+        log(f"search R {ratio} seed {cfg.seed} finalist epochs {finalist_epochs} -> {out}")
         search_run(ds, data_cfg, out, cost_model=cm, budget=resolve_budget(cm, ratio=ratio),
                    gates_cfg=GatesConfig(epochs=search_epochs, seed=cfg.seed, threads=threads), finetune=cfg,
-                   dropout=dropout, resume=(out / "search_checkpoint.pt").is_file())
+                   dropout=dropout, resume=(out / "search_checkpoint.pt").is_file(), finalist_epochs=finalist_epochs)
     return str(out)
 
 
@@ -127,6 +136,7 @@ def main() -> int:
     ap.add_argument("--grid-ds", default="16,32,48,64")
     ap.add_argument("--grid-layers", default="1,2")
     ap.add_argument("--search-epochs", type=int, default=20)
+    ap.add_argument("--finalist-epochs", type=int, default=2, help="fine-tune epochs per finalist of the finalist ending")
     ap.add_argument("--dropout", type=float, default=DEFAULT_DROPOUT)
     ap.add_argument("--threads", type=int, default=1, help="torch threads per training")
     ap.add_argument("--targets", choices=["last", "all"], default=TrainConfig.targets,
@@ -157,26 +167,33 @@ def main() -> int:
     # A hand-scaled SASRec's training does not depend on the budget: one run serves every ratio it fits.
     hand_dir = lambda ratio, a, s: args.work / f"hand/{a.hash()}/seed-{s}"  # noqa: E731
     search_dir = lambda ratio, s: args.work / f"r{ratio}/search/seed-{s}"  # noqa: E731
+    final_dir = lambda ratio, s: args.work / f"r{ratio}/search-finalists/seed-{s}"  # noqa: E731
     for ratio in ratios:
         log(f"R {ratio}: budget {budgets[ratio]:.4g} {cm.unit}; {len(fits[ratio])} of {len(grid)} hand-scaled SASRecs fit")
 
     # Phase 1, independent: the reference per seed, the grid scan (first seed), the search per seed.
     phase1 = [train_task(ref, s, run) for s, run in zip(seeds, ref_runs)]
-    phase1 += [("search", args.data, search_dir(ratio, s), (args.lut, ratio, args.search_epochs), cfg(s), args.dropout, args.threads)
-               for ratio in ratios for s in seeds]
+    phase1 += [("search", args.data, search_dir(ratio, s), (args.lut, ratio, args.search_epochs, 0, None), cfg(s), args.dropout,
+                args.threads) for ratio in ratios for s in seeds]
     scans = {a.hash(): a for ratio in ratios for a in fits[ratio]}
     phase1 += [train_task(a, seeds[0], hand_dir(None, a, seeds[0])) for a in scans.values()]
     run_all(phase1, args.jobs)
+    # The finalist ending reads the finished search of the α-only ending (same seed and options).
+    run_all([("search", args.data, final_dir(ratio, s), (args.lut, ratio, args.search_epochs, args.finalist_epochs, search_dir(ratio, s)),
+              cfg(s), args.dropout, args.threads) for ratio in ratios for s in seeds], args.jobs)
     # Phase 2, given phase 1: the best hand-scaled SASRec on validation and the searched architectures, every seed.
-    best, archs, phase2 = {}, {}, []
+    best, archs, final_archs, phase2 = {}, {}, {}, []
     for ratio in ratios:
         best[ratio] = max(fits[ratio], key=lambda a: json.loads((hand_dir(ratio, a, seeds[0]) / "metrics.json").read_text())["valid"][METRIC])
         archs[ratio] = [Arch.from_dict(json.loads((search_dir(ratio, s) / "arch.json").read_text())) for s in seeds]
+        final_archs[ratio] = [Arch.from_dict(json.loads((final_dir(ratio, s) / "arch.json").read_text())) for s in seeds]
         phase2 += [train_task(best[ratio], s, hand_dir(ratio, best[ratio], s)) for s in seeds
                    if all(t[2] != hand_dir(ratio, best[ratio], s) for t in phase2)]
         for s, arch in zip(seeds, archs[ratio]):
             phase2.append(train_task(arch, s, args.work / f"r{ratio}/search-scratch/seed-{s}"))
             phase2.append(train_task(dataclasses.replace(arch, gates=False), s, args.work / f"r{ratio}/search-nogates/seed-{s}"))
+        for s, arch in zip(seeds, final_archs[ratio]):
+            phase2.append(train_task(arch, s, args.work / f"r{ratio}/search-finalists-scratch/seed-{s}"))
     run_all(phase2, args.jobs)
 
     rows.append(summary("SASRec reference", 1.0, ref_runs, None, None, ref.describe()))
@@ -192,21 +209,33 @@ def main() -> int:
         inherit_runs = [search_dir(ratio, s) for s in seeds]
         scratch_runs = [args.work / f"r{ratio}/search-scratch/seed-{s}" for s in seeds]
         nogate_runs = [args.work / f"r{ratio}/search-nogates/seed-{s}" for s in seeds]
+        final_runs = [final_dir(ratio, s) for s in seeds]
+        final_scratch_runs = [args.work / f"r{ratio}/search-finalists-scratch/seed-{s}" for s in seeds]
+        for name, runs, found in (("EASRec search + finalists", final_runs, final_archs[ratio]), ("EASRec search, α choice only", inherit_runs, archs[ratio])):
+            desc = "; ".join(sorted({a.describe() for a in found}))
+            costs = [cm.cost(a) for a in found]
+            ms = [json.loads((r / "metrics.json").read_text()) for r in runs]
+            # Search (its own seconds, also when read from a shared checkpoint) + finalists + fine-tune.
+            search_seconds = [m["search_seconds"] + m.get("finalist_seconds", 0.0) + m["finetune_seconds"] for m in ms]
+            rows.append(summary(f"{name}, inherited weights", ratio, runs, float(np.mean(costs)), budget, desc))
+            rows[-1]["budget_used"] = [c / budget for c in costs]
+            rows[-1]["search_seconds"] = search_seconds
+            # Search + fine-tune against one reference training, both wall seconds at the same thread count.
+            rows[-1]["time_vs_reference"] = float(np.mean(search_seconds)) / rows[0]["seconds"] if rows[0]["seconds"] else None
+            if found is final_archs[ratio]:
+                rows[-1]["finalists"] = [m.get("finalists") for m in ms]
+                rows.append(summary(f"{name}, retrained from scratch", ratio, final_scratch_runs, float(np.mean(costs)), budget, desc))
         desc = "; ".join(sorted({a.describe() for a in archs[ratio]}))
-        costs = [cm.cost(a) for a in archs[ratio]]
-        search_seconds = [json.loads((r / "metrics.json").read_text()).get("total_seconds") for r in inherit_runs]
-        rows.append(summary("EASRec search, inherited weights", ratio, inherit_runs, float(np.mean(costs)), budget, desc))
-        rows[-1]["budget_used"] = [c / budget for c in costs]
-        rows[-1]["search_seconds"] = search_seconds
-        # Search + fine-tune against one reference training, both wall seconds at the same thread count.
-        rows[-1]["time_vs_reference"] = float(np.mean(search_seconds)) / rows[0]["seconds"] if rows[0]["seconds"] else None
-        rows.append(summary("EASRec search, retrained from scratch", ratio, scratch_runs, float(np.mean(costs)), budget, desc))
+        rows.append(summary("EASRec search, α choice only, retrained from scratch", ratio, scratch_runs,
+                            float(np.mean([cm.cost(a) for a in archs[ratio]])), budget, desc))
         rows.append(summary("same architectures, gates off (scratch)", ratio, nogate_runs,
                             float(np.mean([cm.cost(dataclasses.replace(a, gates=False)) for a in archs[ratio]])), budget,
                             "; ".join(sorted({dataclasses.replace(a, gates=False).describe() for a in archs[ratio]}))))
-        for name, runs in (("scratch", scratch_runs), ("inherit", inherit_runs)):
+        for name, runs in (("finalists, inherit", final_runs), ("finalists, scratch", final_scratch_runs),
+                           ("α only, inherit", inherit_runs), ("α only, scratch", scratch_runs)):
             comparisons.append({"ratio": ratio, "a": "best hand-scaled", "b": f"search ({name})", **compare(hand_runs, runs)})
             comparisons.append({"ratio": ratio, "a": "reference", "b": f"search ({name})", **compare(ref_runs, runs)})
+        comparisons.append({"ratio": ratio, "a": "search (α only, inherit)", "b": "search (finalists, inherit)", **compare(inherit_runs, final_runs)})
         comparisons.append({"ratio": ratio, "a": "gates off", "b": "gates on (scratch)", **compare(nogate_runs, scratch_runs)})
 
     print(f"| variant | R | architecture | cost / budget | test {METRIC} (mean, 95 % CI over {len(seeds)} seeds) | valid | train s |")

@@ -139,7 +139,7 @@ class Pipeline:
         self.state["options"]["budget_ratio"] = ratio
         for stage in STAGES[STAGES.index("search"):]:
             self.state["stages"].pop(stage, None)
-        for name in ("search_checkpoint.pt", "finetune/checkpoint.pt"):
+        for name in ("search_checkpoint.pt", "finalists.json", "finetune/checkpoint.pt"):
             (self.out / name).unlink(missing_ok=True)
 
     def save(self) -> None:
@@ -310,7 +310,7 @@ class Pipeline:
         gcfg = GatesConfig(epochs=self.preset.search_epochs, lr=self.preset.lr, seed=self.opts.seed, keep_seen=self.keep_seen())
         metrics = search_run(self.data(), self.data_cfg(), self.out, cost_model=table, budget=budget, gates_cfg=gcfg,
                              finetune=self.train_config(), resume=(self.out / "search_checkpoint.pt").exists(),
-                             reference=self.baseline_arch)
+                             reference=self.baseline_arch, finalist_epochs=self.preset.finalist_epochs)
         return {"arch": metrics["arch_description"], "predicted_ms": metrics["predicted_cost"], "budget_ms": budget,
                 "baseline_predicted_ms": reference_ms, "test": metrics["test"]}
 

@@ -19,6 +19,7 @@ class Preset:
     batch_size: int = 256
     targets: str = "last"  # training samples of the baseline and the fine-tune (`TrainConfig.targets`)
     search_epochs: int = 20
+    finalist_epochs: int = 2  # fine-tune epochs per finalist (`easrec.search.finalists`); 0 takes α's choice
     validate_subnets: int = 20
     profile_max_seconds: float = 1.5
     bench_runs: int = 100

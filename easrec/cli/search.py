@@ -36,6 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-gates", action="store_true", help="ablation: supernet without the data-aware gates")
     p.add_argument("--retrain", choices=["inherit", "scratch"], default="inherit", help="fine-tune inherited weights or retrain from scratch")
     p.add_argument("--search-epochs", type=positive_int, default=20)
+    p.add_argument("--finalist-epochs", type=nonneg_int, default=2,
+                   help="fine-tune epochs per finalist (the α choice and the costliest SASRec shape per length that fit); "
+                        "the best on validation is kept. 0: take α's choice")
     p.add_argument("--epochs", type=positive_int, default=200, help="maximum fine-tuning epochs (early stopping)")
     p.add_argument("--patience", type=positive_int, default=5, help="fine-tune: evaluations without a validation gain")
     p.add_argument("--targets", choices=["last", "all"], default="last", help="fine-tune samples (see `easrec train --targets`)")
@@ -82,17 +85,21 @@ def cmd_search(args: argparse.Namespace) -> dict:
                         console=progress_console, disable=not progress_enabled(args), transient=True)
     with progress:
         tasks = {"search": progress.add_task(f"search 0/{args.search_epochs}", info=""),
+                 "finalists": progress.add_task("finalists", info="waiting"),
                  "finetune": progress.add_task("fine-tune", info="waiting")}
         def on_epoch(stage: str, rec: dict) -> None:
             if stage == "search":
                 progress.update(tasks[stage], description=f"search {rec['epoch']}/{args.search_epochs}",
                                 info=f"E[cost] {rec['expected_cost']:.4g} {cost_model.unit}  λ {rec['lambda']:.3g}  {rec['arch']}")
+            elif stage == "finalists":
+                progress.update(tasks[stage], description=f"finalist epoch {rec['epoch']}/{args.finalist_epochs}",
+                                info=f"{rec['arch']}  valid ndcg@10 {rec['ndcg@10']:.4f}")
             else:
                 progress.update(tasks[stage], description=f"fine-tune {rec['epoch']}",
                                 info=f"valid ndcg@10 {rec['ndcg@10']:.4f}")
         metrics = search_run(dataset, data_cfg, args.out, cost_model=cost_model, budget=budget, gates_cfg=gcfg,
                              finetune=ft, retrain=args.retrain, dropout=args.dropout, resume=args.resume, on_epoch=on_epoch,
-                             reference=reference)
+                             reference=reference, finalist_epochs=args.finalist_epochs)
     t = metrics["test"]
     result = {**metrics, "run": str(args.out)}
     return emit(args, result, f"search on {dataset.name}: {args.out}", [

@@ -16,6 +16,7 @@ from easrec.data import Dataset
 from easrec.errors import EasrecError
 from easrec.model import SASRec, Supernet
 from easrec.model.sasrec import DEFAULT_DROPOUT
+from easrec.search.finalists import choose_finalist, finalists
 from easrec.search.gates import GatesConfig, config_dict, gates_search, write_search_log
 from easrec.space import Arch, SearchSpace, reference_arch
 from easrec.train.run import test_metrics, write_run
@@ -99,12 +100,19 @@ def search_run(
     on_epoch: Callable[[str, dict], None] | None = None,
     extra_config: dict | None = None,
     reference: Arch | None = None,
+    finalist_epochs: int = 2,
 ) -> dict:
-    """Search, fine-tune (or retrain from scratch) the chosen subnet, evaluate, and write the run directory."""
+    """Search, fine-tune (or retrain from scratch) the chosen subnet, evaluate, and write the run directory.
+
+    With `finalist_epochs` > 0 the α choice competes with the costliest SASRec shapes that fit
+    (`easrec.search.finalists`): each is fine-tuned that many epochs and the best on validation is kept.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if retrain not in ("inherit", "scratch"):
         raise EasrecError(f"--retrain must be inherit or scratch, got {retrain!r}")
+    if finalist_epochs < 0:
+        raise EasrecError(f"--finalist-epochs must be at least 0, got {finalist_epochs}")
     space = cost_model.space
     torch.manual_seed(gates_cfg.seed)
     supernet = Supernet(space, dataset.n_items, dropout)
@@ -114,7 +122,13 @@ def search_run(
                           on_epoch=(lambda r: on_epoch("search", r)) if on_epoch else None)
     write_search_log(out / "search_log.jsonl", result.log)
     arch = result.arch
-    log.info("chosen %s: %.4g %s (budget %.4g)", arch.describe(), result.predicted_cost, cost_model.unit, budget)
+    finalist_rows: list[dict] = []
+    if finalist_epochs > 0:
+        t_final = time.perf_counter()
+        arch, finalist_rows = choose_finalist(supernet, split, finalists(arch, cost_model, budget), finetune, finalist_epochs,
+                                              cost_model, out, on_epoch=(lambda r: on_epoch("finalists", r)) if on_epoch else None)
+        log.info("finalists scored in %.0f s", time.perf_counter() - t_final)
+    log.info("chosen %s: %.4g %s (budget %.4g)", arch.describe(), cost_model.cost(arch), cost_model.unit, budget)
     if retrain == "inherit":
         model = supernet.extract(arch)
     else:
@@ -136,14 +150,18 @@ def search_run(
         "argmax_arch": result.argmax_arch.to_dict(),
         "budget": budget,
         "unit": cost_model.unit,
-        "predicted_cost": result.predicted_cost,
+        "predicted_cost": cost_model.cost(arch),
         "expected_cost_at_end": result.expected_cost,
-        "budget_used": result.predicted_cost / budget,
+        "budget_used": cost_model.cost(arch) / budget,
         "candidates": result.candidates,
+        "alpha_arch": result.arch.to_dict(),
+        "finalists": finalist_rows,
+        "finalist_epochs": finalist_epochs,
+        "finalist_seconds": sum(r.get("seconds", 0.0) for r in finalist_rows),
         "search_steps": result.steps,
         "alpha_entropy_at_end": result.final_entropy,
         "reference_cost": reference_cost,
-        "cost_ratio": result.predicted_cost / reference_cost,
+        "cost_ratio": cost_model.cost(arch) / reference_cost,
         "cost_breakdown": cost_model.breakdown(arch),
         "search_seconds": result.search_seconds,
         "finetune_seconds": ft.train_seconds,
@@ -158,7 +176,7 @@ def search_run(
         "retrain": retrain,
     }
     if cost_model.unit == "ms":
-        metrics["predicted_ms"] = result.predicted_cost
+        metrics["predicted_ms"] = cost_model.cost(arch)
     write_run(out, model, dataset, data_cfg, finetune, metrics,
               {"dropout": dropout, "search": config_dict(gates_cfg), "space": space.to_dict(),
                "cost_model": getattr(cost_model, "fingerprint", lambda: {})(), **(extra_config or {})})

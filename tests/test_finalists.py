@@ -1,0 +1,111 @@
+"""The search's finalists: SASRec shapes that fit, a short fine-tune each, the best on validation kept."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from easrec.cost.flops import FlopsCostModel
+from easrec.data import load_dataset
+from easrec.errors import EasrecError
+from easrec.model import Supernet
+from easrec.search import finalists as fin
+from easrec.search.gates import GatesConfig
+from easrec.search.run import resolve_budget, search_run
+from easrec.space import Arch, LayerArch, SearchSpace
+from easrec.train.trainer import TrainConfig
+
+TINY = SearchSpace(max_lens=(10, 20), ds=(16, 32), heads=(1, 2), ffns=(32, 64), depths=(1, 2))
+
+
+@pytest.fixture(scope="module")
+def small_data():
+    return load_dataset("synthetic-small")
+
+
+def test_sasrec_shapes_are_plain_sasrecs_inside_the_space():
+    space = SearchSpace()
+    shapes = fin.sasrec_shapes(space)
+    assert shapes, "the default space holds SASRec-shaped architectures"
+    for a in shapes:
+        assert space.contains(a)
+        assert a.attention == "softmax" and not a.gates
+        assert len(set(a.layers)) == 1, "identical layers"
+        assert a.layers[0].heads * space.head_size == a.d, "heads fill d"
+        assert a.layers[0].ffn == min(4 * a.d, space.ffns[-1])
+    # d 48 would need 3 heads of 16, which the default space does not offer.
+    assert {a.d for a in shapes} == {16, 32, 64}
+    assert len(shapes) == len(space.max_lens) * 3 * len(space.depths)
+
+
+def test_finalists_are_the_alpha_choice_and_the_costliest_fitting_shape_per_length():
+    cm = FlopsCostModel(SearchSpace(), 1683)
+    budget = resolve_budget(cm, ratio=0.25)
+    chosen = Arch(200, 64, (LayerArch(1, 32),) * 2, "softmax", True, 16)
+    out = fin.finalists(chosen, cm, budget)
+    assert out[0] == (chosen, "alpha")
+    shapes = out[1:]
+    assert len({a.max_len for a, _ in shapes}) == len(shapes), "one shape per sequence length"
+    for a, why in shapes:
+        assert cm.cost(a) <= budget
+        assert str(a.max_len) in why
+        fitting = [s for s in fin.sasrec_shapes(cm.space) if s.max_len == a.max_len and cm.cost(s) <= budget]
+        assert cm.cost(a) == max(cm.cost(s) for s in fitting)
+
+
+def test_a_shape_equal_to_the_alpha_choice_is_not_listed_twice():
+    cm = FlopsCostModel(TINY, 200)
+    budget = cm.cost(TINY.largest())
+    shape = max((a for a in fin.sasrec_shapes(TINY) if a.max_len == 20), key=cm.cost)
+    archs = [a for a, _ in fin.finalists(shape, cm, budget)]
+    assert archs.count(shape) == 1
+
+
+def test_choose_finalist_keeps_the_best_on_validation_and_reuses_its_scores(small_data, tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    supernet = Supernet(TINY, small_data.n_items, 0.2)
+    before = {k: v.clone() for k, v in supernet.state_dict().items()}
+    cm = FlopsCostModel(TINY, small_data.n_items)
+    candidates = fin.finalists(TINY.smallest(), cm, cm.cost(TINY.largest()))
+    assert len(candidates) == 3  # α's choice and one shape per sequence length
+    cfg = TrainConfig(batch_size=64, targets="all", seed=0, threads=1)
+    seen = []
+    winner, rows = fin.choose_finalist(supernet, small_data.split(), candidates, cfg, 1, cm, tmp_path, on_epoch=seen.append)
+    assert [r["arch"] for r in rows] == [a.describe() for a, _ in candidates]
+    assert sum(r["chosen"] for r in rows) == 1
+    best = max(rows, key=lambda r: r["valid_ndcg@10"])
+    assert best["chosen"] and winner.describe() == best["arch"]
+    assert {r["arch"] for r in seen} == {a.describe() for a, _ in candidates}
+    assert all(torch.equal(before[k], v) for k, v in supernet.state_dict().items()), "the supernet is left as it was"
+    saved = json.loads((tmp_path / fin.FINALISTS_FILE).read_text())
+    assert saved["chosen"] == winner.describe()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a resumed choice must not train again")
+
+    monkeypatch.setattr(fin, "train_model", no_training)
+    again, rows_again = fin.choose_finalist(supernet, small_data.split(), candidates, cfg, 1, cm, tmp_path)
+    assert again == winner and rows_again == rows
+    # Other epochs: the stored scores do not apply, so it would train again.
+    with pytest.raises(AssertionError, match="must not train again"):
+        fin.choose_finalist(supernet, small_data.split(), candidates, cfg, 2, cm, tmp_path)
+
+
+def test_search_run_records_its_finalists_and_refuses_negative_epochs(small_data, tmp_path):
+    cm = FlopsCostModel(TINY, small_data.n_items)
+    budget = resolve_budget(cm, ratio=0.6, reference=TINY.largest())
+    gcfg = GatesConfig(epochs=1, batch_size=64, seed=0, threads=1)
+    ft = TrainConfig(epochs=1, batch_size=64, targets="all", seed=0, threads=1)
+    with pytest.raises(EasrecError, match="--finalist-epochs"):
+        search_run(small_data, {}, tmp_path / "bad", cost_model=cm, budget=budget, gates_cfg=gcfg, finetune=ft, finalist_epochs=-1)
+    metrics = search_run(small_data, {"name": "synthetic-small"}, tmp_path / "s", cost_model=cm, budget=budget, gates_cfg=gcfg,
+                         finetune=ft, finalist_epochs=1)
+    rows = metrics["finalists"]
+    assert rows and rows[0]["why"] == "alpha"
+    assert rows[0]["arch"] == Arch.from_dict(metrics["alpha_arch"]).describe()
+    chosen = next(r for r in rows if r["chosen"])
+    assert metrics["arch_description"] == chosen["arch"]
+    assert metrics["predicted_cost"] == pytest.approx(chosen["cost"]) and metrics["predicted_cost"] <= budget
+    assert json.loads((tmp_path / "s" / "arch.json").read_text()) == chosen["arch_dict"]
