@@ -63,6 +63,16 @@ def test_a_shape_equal_to_the_alpha_choice_is_not_listed_twice():
     assert archs.count(shape) == 1
 
 
+def test_a_single_finalist_is_taken_without_training(monkeypatch):
+    cm = FlopsCostModel(SearchSpace(attentions=("linear",)), 1000)
+    chosen = cm.space.smallest()
+    candidates = fin.finalists(chosen, cm, cm.cost(cm.space.largest()))
+    assert candidates == [(chosen, "alpha")], "no SASRec shape in a linear-attention space"
+    monkeypatch.setattr(fin, "train_model", lambda *a, **k: pytest.fail("nothing to compare, nothing to train"))
+    winner, rows = fin.choose_finalist(None, None, candidates, TrainConfig(), 2, cm)
+    assert winner == chosen and rows[0]["chosen"]
+
+
 def test_choose_finalist_keeps_the_best_on_validation_and_reuses_its_scores(small_data, tmp_path, monkeypatch):
     torch.manual_seed(0)
     supernet = Supernet(TINY, small_data.n_items, 0.2)

@@ -196,8 +196,9 @@ def test_search_cli_writes_metrics_with_cost(tmp_path, capsys):
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     metrics = json.loads((out / "metrics.json").read_text())
-    for key in ("test", "arch", "budget", "predicted_cost", "unit"):
+    for key in ("test", "arch", "budget", "predicted_cost", "unit", "finalists"):
         assert key in metrics
+    assert sum(r["chosen"] for r in metrics["finalists"]) == 1
     assert metrics["unit"] == "MFLOPs"
     assert metrics["predicted_cost"] <= metrics["budget"]
     assert result["arch"] == json.loads((out / "arch.json").read_text())

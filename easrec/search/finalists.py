@@ -67,6 +67,9 @@ def choose_finalist(supernet: Supernet, split: Split, candidates: list[tuple[Arc
     scores are written to `finalists.json` and read back by a resumed run instead of training again.
     `on_epoch` receives each evaluation's record with the candidate's description under "arch".
     """
+    if len(candidates) == 1:  # nothing to compare (no SASRec shape fits, or the space has no softmax attention)
+        return candidates[0][0], [{"arch": candidates[0][0].describe(), "arch_dict": candidates[0][0].to_dict(),
+                                   "why": candidates[0][1], "cost": cost_model.cost(candidates[0][0]), "chosen": True}]
     path = Path(out_dir) / FINALISTS_FILE if out_dir else None
     wanted = [a.describe() for a, _ in candidates]
     if path and path.exists():
