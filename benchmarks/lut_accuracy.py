@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--max-seconds", type=float, default=None, help="timed seconds per graph (default: the protocol's)")
     ap.add_argument("--rebuild-cached", action="store_true", help="also time a rebuild with every graph cached")
+    ap.add_argument("--workers", type=int, default=None, help="lowering processes (default: one per core, at most 4)")
     ap.add_argument("--out", default=str(RESULTS / "lut_accuracy.json"))
     args = ap.parse_args(argv)
 
@@ -99,13 +100,14 @@ def main(argv: list[str] | None = None) -> int:
 
         t0 = time.perf_counter()
         table = build_lut(device, space, runtime, dtype, args.items, args.threads, lut_path, progress=progress,
-                          settings=build_settings, extra=extra)
+                          settings=build_settings, extra=extra, workers=args.workers)
         build_wall = time.perf_counter() - t0
         timing = table.data["timing"]
         log(f"{name}: {len(table.data['programs'])} programs → {len(table.entries)} entries, build {table.data['build_seconds']:.0f} s "
             f"(lowering {timing['lowering_s']:.0f} s, measuring {timing['measuring_s']:.0f} s; this run {build_wall:.0f} s)")
         t0 = time.perf_counter()
-        res = validate_lut(lut_path, device, args.subnets, progress=progress, settings=val_settings, retest=args.retest)
+        res = validate_lut(lut_path, device, args.subnets, progress=progress, settings=val_settings, retest=args.retest,
+                           workers=args.workers)
         val_wall = time.perf_counter() - t0
         cached = None
         if args.rebuild_cached:

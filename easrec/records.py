@@ -183,16 +183,19 @@ class SearchRecord(Record):
     cost_ratio: float | None = _f(NUM)
     arch_description: str | None = _f((str,))
     candidates: list | None = _f((list,))
+    finalists: list | None = _f((list,))
+    finalist_epochs: int | None = _f((int,))
     search_steps: int | None = _f((int,))
     alpha_entropy_at_end: float | None = _f(NUM)
     strategy: str | None = _f((str,))
 
     def check(self, where: str) -> None:
-        """Each candidate is an object naming its architecture (what `choose_architecture` writes)."""
-        for i, c in enumerate(self.candidates or []):
-            if not isinstance(c, dict) or not isinstance(c.get("arch"), str):
-                raise EasrecError(f"{where}field 'candidates' row {i} must be an object with 'arch' (a string), "
-                                  f"got {c!r:.60}", field="candidates")
+        """Each candidate and finalist is an object naming its architecture (what the search writes)."""
+        for name in ("candidates", "finalists"):
+            for i, c in enumerate(getattr(self, name) or []):
+                if not isinstance(c, dict) or not isinstance(c.get("arch"), str):
+                    raise EasrecError(f"{where}field '{name}' row {i} must be an object with 'arch' (a string), "
+                                      f"got {c!r:.60}", field=name)
 
     @property
     def cost_unit(self) -> str:

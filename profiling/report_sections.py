@@ -180,21 +180,28 @@ def section_lut(doc: Document, lut: Any, models: dict) -> None:
 def section_search(doc: Document, run_dir: Path, search: SearchRecord | None) -> None:
     """How the search converged (its per-step log) and which candidates the projection weighed."""
     trace_path = run_dir / "search_log.jsonl"
-    if search is None or not trace_path.is_file():
+    if search is None or not (trace_path.is_file() or search.finalists):
         return
     doc.h(2, "Search")
-    entries = [json.loads(line) for line in trace_path.read_text().splitlines() if line.strip()]
+    entries = [json.loads(line) for line in trace_path.read_text().splitlines() if line.strip()] if trace_path.is_file() else []
     unit = search.cost_unit
     steps = search.search_steps if search.search_steps is not None else len(entries)
     doc.p(f"{steps} steps; entropy of α at the end {fmt(search.alpha_entropy_at_end)} nats; "
           f"budget {fmt(search.budget)} {unit}, predicted cost of the result {fmt(search.predicted_cost)} {unit} "
           f"({fmt(search.budget_used, 3)} of the budget).")
-    doc.image(search_trace(entries, unit), "search trace", "no search trace")
+    doc.image(search_trace(entries, unit) if entries else None, "search trace", "no search trace (search_log.jsonl)")
     cands = search.candidates or []
     if cands:
         doc.table(["candidate", "why", f"cost ({unit})", "log p", "valid NDCG@10 (shared weights)", "chosen"],
                   [[c.get("arch"), c.get("why"), c.get("cost"), c.get("log_p"), c.get("valid_ndcg@10", "–"),
                     "yes" if c.get("chosen") else ""] for c in cands])
+    finals = search.finalists or []
+    if len(finals) > 1:
+        doc.p(f"Finalists: α's choice and the costliest SASRec shapes that fit, each fine-tuned {search.finalist_epochs} "
+              "epoch(s) from the inherited weights; the best on validation is the result.")
+        doc.table(["finalist", "why", f"cost ({unit})", "valid NDCG@10 after the short fine-tune", "seconds", "chosen"],
+                  [[c.get("arch"), c.get("why"), c.get("cost"), c.get("valid_ndcg@10", "–"), c.get("seconds"),
+                    "yes" if c.get("chosen") else ""] for c in finals])
 
 
 def section_energy(doc: Document, energy: list[EnergyRecord], artifacts: list[ArtifactRecord]) -> None:

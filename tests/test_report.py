@@ -56,7 +56,14 @@ def runs(tmp_path):
                    "log_p": -1.9, "valid_ndcg@10": 0.171, "chosen": True}]
     sub = _run(tmp_path / "search", sub_arch, {"hr@10": 0.30, "ndcg@10": 0.168, "mrr@10": 0.125}, 40_000,
                {"budget": 1.0, "unit": "ms", "predicted_cost": 0.95, "reference_cost": 2.0, "predicted_ms": 0.95,
-                "candidates": candidates, "search_steps": 40, "budget_used": 0.95})
+                "candidates": candidates, "search_steps": 40, "budget_used": 0.95, "finalist_epochs": 2,
+                "finalists": [{"arch": "L50 d32 [h2/f64] gates", "why": "alpha", "cost": 0.95, "valid_ndcg@10": 0.171,
+                               "seconds": 12.0, "chosen": True},
+                              {"arch": "L20 d32 [h2/f128 x2]", "why": "SASRec shape, L 20", "cost": 0.9,
+                               "valid_ndcg@10": 0.1633, "seconds": 10.0, "chosen": False}]})
+    (sub / "search_log.jsonl").write_text("".join(json.dumps({"step": i, "epoch": i // 10, "tau": 0.9 ** i, "lambda": 0.5,
+                                                              "expected_cost": 2.0 - i / 40, "target": 1.0, "val_loss": 5.0,
+                                                              "entropy": 3.0 - i / 20}) + "\n" for i in range(40)))
     rows = []
     for i in range(12):
         m = 0.5 + 0.2 * i
@@ -100,13 +107,14 @@ def test_full_report(runs):
     html_path, md_path = write_report(sub, baseline_run=base)
     assert html_path == sub / "report.html" and md_path == sub / "report.md"
     html, md = html_path.read_text(), md_path.read_text()
-    assert len(_check_self_contained(html)) == 3  # accuracy vs latency, LUT scatter, energy bars
+    assert len(_check_self_contained(html)) == 4  # accuracy vs latency, LUT scatter, search trace, energy bars
     for text in ("Baseline SASRec vs searched subnet", "searched subnet", "baseline SASRec", "0.168", "Pareto",
                  "ESTIMATES", "/sys/class/powercap is absent", "easrec search synthetic", "codecarbon", "executorch",
                  "Architecture", "synthetic"):
         assert text in html, text
     assert "Not available" not in md
-    for text in ("| test NDCG@10 |", "subnet_fp32.pte", "175.8", "easrec train synthetic", "| block 1 |"):
+    for text in ("| test NDCG@10 |", "subnet_fp32.pte", "175.8", "easrec train synthetic", "| block 1 |",
+                 "SASRec shape, L 20", "0.1633", "fine-tuned 2 epoch(s)"):
         assert text in md, text
 
 
@@ -170,7 +178,7 @@ def test_report_in_headless_chromium(runs, tmp_path):
     assert m.group(1).strip(), "the page's load handler did not run"
     check = json.loads(m.group(1).replace("&quot;", '"'))
     assert check["errors"] == []
-    assert len(check["images"]) == 3
+    assert len(check["images"]) == 4  # accuracy vs latency, LUT scatter, search trace, energy bars
     for img in check["images"]:
         assert img["complete"] and img["w"] > 0 and img["h"] > 0, img
     shutil.rmtree(profile, ignore_errors=True)

@@ -61,6 +61,7 @@ def test_records_built_by_a_stage_write_only_what_is_set():
     (TrainRecord, {**TRAIN, "test": [0.3]}, "test"),
     (SearchRecord, {**SEARCH, "budget": "1 ms"}, "budget"),
     (SearchRecord, {**SEARCH, "candidates": [{"cost": 1.0}]}, "candidates"),
+    (SearchRecord, {**SEARCH, "finalists": [{"why": "alpha"}]}, "finalists"),
     (EnergyRecord, {**ENERGY, "parts": {"cpu": 0.9}}, "parts"),
     (EnergyRecord, {**ENERGY, "version": RECORD_VERSION + 1}, "version"),
     (DataRecord, {**DATA, "version": "1"}, "version"),
