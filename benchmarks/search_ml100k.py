@@ -248,7 +248,7 @@ def main() -> int:
     for r in rows:
         if r.get("time_vs_reference") is not None:
             used = ", ".join(f"{u:.0%}" for u in r["budget_used"])
-            print(f"R {r['ratio']}: budget used per seed {used}; search + fine-tune {np.mean(r['search_seconds']):.0f} s "
+            print(f"R {r['ratio']}, {r['variant']}: budget used per seed {used}; search + fine-tune {np.mean(r['search_seconds']):.0f} s "
                   f"= {r['time_vs_reference']:.2f} x one reference training")
     print()
     print("| R | A | B | mean A | mean B | B − A (95 % CI, paired bootstrap over users) |")
