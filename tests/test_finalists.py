@@ -103,6 +103,32 @@ def test_choose_finalist_keeps_the_best_on_validation_and_reuses_its_scores(smal
         fin.choose_finalist(supernet, small_data.split(), candidates, cfg, 2, cm, tmp_path)
 
 
+def test_an_interrupted_contest_trains_only_the_finalists_left(small_data, tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    supernet = Supernet(TINY, small_data.n_items, 0.2)
+    cm = FlopsCostModel(TINY, small_data.n_items)
+    candidates = fin.finalists(TINY.smallest(), cm, cm.cost(TINY.largest()))
+    cfg = TrainConfig(batch_size=64, targets="all", seed=0, threads=1)
+    real, calls = fin.train_model, []
+
+    def interrupted_at_the_second(model, *args, **kwargs):
+        calls.append(model.arch.describe())
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(fin, "train_model", interrupted_at_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        fin.choose_finalist(supernet, small_data.split(), candidates, cfg, 1, cm, tmp_path)
+    assert [r["arch"] for r in json.loads((tmp_path / fin.FINALISTS_FILE).read_text())["rows"]] == [candidates[0][0].describe()]
+    calls.clear()
+    monkeypatch.setattr(fin, "train_model", lambda model, *a, **k: calls.append(model.arch.describe()) or real(model, *a, **k))
+    winner, rows = fin.choose_finalist(supernet, small_data.split(), candidates, cfg, 1, cm, tmp_path)
+    assert calls == [a.describe() for a, _ in candidates[1:]], "the first finalist's score is reused"
+    uninterrupted, _ = fin.choose_finalist(supernet, small_data.split(), candidates, cfg, 1, cm, None)
+    assert winner == uninterrupted and sum(r["chosen"] for r in rows) == 1
+
+
 def test_search_run_records_its_finalists_and_refuses_negative_epochs(small_data, tmp_path):
     cm = FlopsCostModel(TINY, small_data.n_items)
     budget = resolve_budget(cm, ratio=0.6, reference=TINY.largest())

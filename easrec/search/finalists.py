@@ -63,30 +63,35 @@ def choose_finalist(supernet: Supernet, split: Split, candidates: list[tuple[Arc
                     on_epoch: Callable[[dict], None] | None = None) -> tuple[Arch, list[dict]]:
     """Fine-tune every candidate `epochs` epochs from the supernet's weights; the best on validation wins.
 
-    The supernet is not changed (each candidate trains an extracted copy). With `out_dir`, the
-    scores are written to `finalists.json` and read back by a resumed run instead of training again.
+    The supernet is not changed (each candidate trains an extracted copy). With `out_dir`, each
+    score is written to `finalists.json` as soon as it is known, and a resumed run trains only the
+    finalists it does not find there (scores of another epoch count are not reused).
     `on_epoch` receives each evaluation's record with the candidate's description under "arch".
     """
     if len(candidates) == 1:  # nothing to compare (no SASRec shape fits, or the space has no softmax attention)
         return candidates[0][0], [{"arch": candidates[0][0].describe(), "arch_dict": candidates[0][0].to_dict(),
                                    "why": candidates[0][1], "cost": cost_model.cost(candidates[0][0]), "chosen": True}]
     path = Path(out_dir) / FINALISTS_FILE if out_dir else None
-    wanted = [a.describe() for a, _ in candidates]
+    done: dict[str, dict] = {}
     if path and path.exists():
         saved = read_json(path)
-        if [r["arch"] for r in saved["rows"]] == wanted and saved.get("epochs") == epochs:
-            winner = next(a for a, _ in candidates if a.describe() == saved["chosen"])
-            log.info("finalists already scored in %s: %s", path, saved["chosen"])
-            return winner, saved["rows"]
+        if saved.get("epochs") == epochs:
+            # A finalist's short fine-tune is deterministic (seeded), so a score from an interrupted run stands.
+            done = {r["arch"]: r for r in saved.get("rows", [])}
     short = dataclasses.replace(cfg, epochs=epochs, patience=epochs + 1, eval_every=0)
     rows = []
     for arch, why in candidates:
+        if arch.describe() in done:
+            rows.append({k: v for k, v in done[arch.describe()].items() if k != "chosen"})
+            continue
         t0 = time.perf_counter()
         hook = (lambda rec, a=arch.describe(): on_epoch({**rec, "arch": a})) if on_epoch else None
         result = train_model(supernet.extract(arch), split, short, on_epoch=hook)
         rows.append({"arch": arch.describe(), "arch_dict": arch.to_dict(), "why": why, "cost": cost_model.cost(arch),
                      f"valid_{METRIC}": result.best_valid[METRIC], "seconds": time.perf_counter() - t0})
         log.info("finalist %s (%s): valid %s %.4f after %d epochs", arch.describe(), why, METRIC, result.best_valid[METRIC], epochs)
+        if path:  # kept after every finalist: an interrupted contest resumes with the next one
+            atomic_write_json(path, {"epochs": epochs, "chosen": None, "rows": rows})
     best = max(range(len(rows)), key=lambda i: rows[i][f"valid_{METRIC}"])
     for i, r in enumerate(rows):
         r["chosen"] = i == best
