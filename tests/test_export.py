@@ -156,8 +156,13 @@ def test_predictor_mapping_unknown_and_empty(exported, run_dir, caplog):
     assert pred.predict([int(h) for h in history] if all(h.isdigit() for h in history) else history) == top
     long = [items[i] for i in range(1, 200)]
     # The graph reads the newest max_len ids; every older id passed is still excluded from the answer.
-    answer = pred.predict(long)
-    assert 0 < len(answer) <= 10 and not set(r[0] if isinstance(r, (tuple, list)) else r for r in answer) & set(map(str, long))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        answer = pred.predict(long)
+    assert len(answer) <= 10 and not set(r[0] if isinstance(r, (tuple, list)) else r for r in answer) & set(map(str, long))
+    # On a small catalogue (synthetic-small, where ../shared is absent) the graph's top 10 can all be ids older
+    # than its window: fewer items come back then, and the predictor says so.
+    assert len(answer) == 10 or "before the model's window" in caplog.text
     empty = pred.predict([])
     assert [r for r, _ in empty] == [items[i] for i in pred.popular[:10]]
     with pytest.raises(EasrecError, match="int64"):
