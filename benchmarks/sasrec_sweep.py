@@ -40,7 +40,8 @@ def run(spec: str, args: argparse.Namespace) -> dict:
     model = SASRec(sasrec_arch(int(L), 64, 2, 2, 256), data.n_items, float(dropout))
     cfg = TrainConfig(epochs=args.epochs, batch_size=int(batch), lr=float(lr), patience=args.patience,
                       eval_every=int(eval_every), seed=args.seed, threads=args.threads, keep_seen=True,
-                      warmup_steps=args.warmup, stride=stride, targets=args.targets)
+                      warmup_steps=args.warmup, stride=stride, targets=args.targets,
+                      weight_decay=args.weight_decay, beta2=args.beta2, grad_clip=args.grad_clip)
     load_before = os.getloadavg()
     t0 = time.perf_counter()
     res = train_model(model, data.split(), cfg)
@@ -48,7 +49,8 @@ def run(spec: str, args: argparse.Namespace) -> dict:
     test = evaluate_model(model, data.split(), "test", keep_seen=True)
     test_ex = evaluate_model(model, data.split(), "test", keep_seen=False)
     return {"config": spec, "max_len": int(L), "dropout": float(dropout), "batch": int(batch), "lr": float(lr),
-            "eval_every": int(eval_every), "stride": stride, "targets": args.targets, "seed": args.seed, "valid_ndcg@10": res.best_valid["ndcg@10"],
+            "eval_every": int(eval_every), "stride": stride, "targets": args.targets, "seed": args.seed,
+            "weight_decay": args.weight_decay, "beta2": args.beta2, "grad_clip": args.grad_clip, "valid_ndcg@10": res.best_valid["ndcg@10"],
             "test_ndcg@10": test["ndcg@10"], "test_hr@10": test["hr@10"], "test_mrr@10": test["mrr@10"],
             "test_excl_ndcg@10": test_ex["ndcg@10"], "steps": res.steps, "best_step": res.best_step,
             "epochs": len(res.epoch_seconds), "seconds_to_best": res.seconds_to_best, "wall_seconds": wall,
@@ -63,6 +65,9 @@ def main() -> None:
     ap.add_argument("--patience", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=0)
     ap.add_argument("--targets", choices=["all", "last"], default="all", help="training samples (TrainConfig.targets)")
+    ap.add_argument("--weight-decay", type=float, default=TrainConfig.weight_decay)
+    ap.add_argument("--beta2", type=float, default=TrainConfig.beta2, help="Adam's second-moment decay (RecBole: 0.999)")
+    ap.add_argument("--grad-clip", type=float, default=TrainConfig.grad_clip, help="gradient norm clip, 0 = off (RecBole: off)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "sasrec_sweep.jsonl")

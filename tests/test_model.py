@@ -169,6 +169,24 @@ def test_loss_is_finite_and_has_gradients(kind):
         model.loss(inputs, targets, kind="nope")
 
 
+@pytest.mark.parametrize("attention, gates", VARIANTS, ids=VARIANT_IDS)
+def test_loss_on_one_target_per_row_equals_loss_on_the_newest_position(attention, gates):
+    """Prefix training's [B] targets give the same loss and gradients as [B, L] targets set only at the newest position."""
+    model = make_model(attention, gates)
+    model.eval()  # no dropout: the two forms draw different masks
+    inputs = random_ids(4, 20, n_pad=[0, 3, 10, 18])
+    last = torch.tensor([7, 0, 12, 30])  # a 0 target is padding in both forms
+    full = torch.zeros_like(inputs)
+    full[:, -1] = last
+    loss_full = model.loss(inputs, full)
+    grads_full = torch.autograd.grad(loss_full, [model.item_emb.weight, model.blocks[-1].ffn.fc1.weight])
+    loss_last = model.loss(inputs, last)
+    grads_last = torch.autograd.grad(loss_last, [model.item_emb.weight, model.blocks[-1].ffn.fc1.weight])
+    torch.testing.assert_close(loss_last, loss_full, atol=ATOL, rtol=1e-5)
+    for a, b in zip(grads_last, grads_full):
+        torch.testing.assert_close(a, b, atol=ATOL, rtol=1e-4)
+
+
 # --- Supernet ---------------------------------------------------------------------------------------
 
 SMALL_SPACE = SearchSpace(max_lens=(10, 20), ds=(8, 16), heads=(1, 2), ffns=(16, 32), depths=(1, 2),

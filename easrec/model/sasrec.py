@@ -291,7 +291,9 @@ class SASRec(nn.Module):
         logq: bool = False,
         chunk_bytes: int = 256 * 2**20,
     ) -> torch.Tensor:
-        """Next-item loss at every non-padded position.
+        """Next-item loss at every non-padded position of `targets` [B, L], or on the newest position only
+        when `targets` is [B] (one target per row: prefix training, whose last block then runs for that
+        position alone).
 
         `ce`: full-softmax cross-entropy over the catalogue, computed in checkpointed chunks of rows when
         the logits would exceed `chunk_bytes`. `sampled-ce`: softmax over the target and `negatives`
@@ -301,8 +303,12 @@ class SASRec(nn.Module):
         """
         arch = active or self.arch
         L = arch.max_len
-        inputs, targets = inputs[:, -L:], targets[:, -L:]
-        hidden = self.encode(inputs, active, soft=soft)
+        if targets.dim() == 1:
+            inputs = inputs[:, -L:]
+            hidden = self.encode(inputs, active, soft=soft, last_only=True)
+        else:
+            inputs, targets = inputs[:, -L:], targets[:, -L:]
+            hidden = self.encode(inputs, active, soft=soft)
         valid = targets != 0
         h = hidden[valid]  # only positions with a target: less work on padded histories
         t = targets[valid]

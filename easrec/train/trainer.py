@@ -37,6 +37,7 @@ class TrainConfig:
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 0.01
+    beta2: float = 0.98  # Adam's second-moment decay (RecBole: 0.999)
     patience: int = 5  # evaluations without a validation gain before stopping
     eval_every: int = 0  # training targets between evaluations; 0 = once per epoch
     warmup_steps: int = 0  # linear learning-rate warm-up
@@ -61,6 +62,10 @@ class TrainConfig:
                 raise EasrecError(f"--{name.replace('_', '-')} must be at least 0, got {getattr(self, name)}")
         if not 0 <= self.weight_decay < 1:
             raise EasrecError(f"--weight-decay must be in [0, 1), got {self.weight_decay}")
+        if not 0 < self.beta2 < 1:
+            raise EasrecError(f"--beta2 must be in (0, 1), got {self.beta2}")
+        if self.grad_clip < 0:
+            raise EasrecError(f"--grad-clip must be at least 0 (0 = off), got {self.grad_clip}")
         if not self.lr > 0:
             raise EasrecError(f"--lr must be positive, got {self.lr}")
         if self.targets not in ("all", "last"):
@@ -137,12 +142,10 @@ def train_model(
         x = inputs[idx, -width:].long()
         if targets.dim() == 2:
             return x, targets[idx, -width:]
-        y = torch.zeros_like(x)  # built per batch: a [N, L] array of one target per row would be mostly zeros
-        y[:, -1] = targets[idx]
-        return x, y
+        return x, targets[idx].long()  # one target per row: the model's loss then reads the newest position only
 
     eval_every = cfg.eval_every or n_targets
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, cfg.beta2))
     gen = torch.Generator().manual_seed(cfg.seed)  # loss-side randomness (sampled negatives)
     order_gen = torch.Generator().manual_seed(cfg.seed + 1)  # batch order, replayable per epoch
     state = {"epoch": 0, "batch": 0, "order_state": order_gen.get_state(), "step": 0, "seen": 0, "since_eval": 0,
