@@ -37,7 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="what the --gates read: causal running mean of the history (default) or each position's embedding (the paper's)")
     p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--lr", type=positive_float, default=1e-3)
-    p.add_argument("--weight-decay", type=nonneg_float, default=0.01)
+    p.add_argument("--weight-decay", type=nonneg_float, default=0.01, help="AdamW's decoupled weight decay")
+    p.add_argument("--beta2", type=positive_float, default=0.98, help="Adam's second-moment decay")
+    p.add_argument("--grad-clip", type=nonneg_float, default=1.0, help="clip the gradient norm to this (0: off)")
     p.add_argument("--loss", choices=["ce", "sampled-ce", "bce"], default="ce",
                    help="full-softmax cross-entropy (chunked on large catalogues), sampled softmax over --negatives "
                         "uniform negatives, or BCE with one sampled negative")
@@ -81,6 +83,7 @@ def cmd_train(args: argparse.Namespace) -> dict:
 
     def config(seed: int) -> TrainConfig:
         return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                           beta2=args.beta2, grad_clip=args.grad_clip,
                            patience=args.patience, eval_every=args.eval_every, warmup_steps=args.warmup_steps, stride=args.stride, targets=args.targets,
                            loss=args.loss, negatives=args.negatives, seed=seed,
                            threads=args.threads, keep_seen=args.keep_seen).validate()
