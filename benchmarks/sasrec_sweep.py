@@ -41,7 +41,8 @@ def run(spec: str, args: argparse.Namespace) -> dict:
     cfg = TrainConfig(epochs=args.epochs, batch_size=int(batch), lr=float(lr), patience=args.patience,
                       eval_every=int(eval_every), seed=args.seed, threads=args.threads, keep_seen=True,
                       warmup_steps=args.warmup, stride=stride, targets=args.targets,
-                      weight_decay=args.weight_decay, beta2=args.beta2, grad_clip=args.grad_clip)
+                      weight_decay=args.weight_decay, beta2=args.beta2, grad_clip=args.grad_clip,
+                      plateau_factor=args.plateau_factor, plateau_evals=args.plateau_evals)
     load_before = os.getloadavg()
     t0 = time.perf_counter()
     res = train_model(model, data.split(), cfg)
@@ -50,7 +51,8 @@ def run(spec: str, args: argparse.Namespace) -> dict:
     test_ex = evaluate_model(model, data.split(), "test", keep_seen=False)
     return {"config": spec, "max_len": int(L), "dropout": float(dropout), "batch": int(batch), "lr": float(lr),
             "eval_every": int(eval_every), "stride": stride, "targets": args.targets, "seed": args.seed,
-            "weight_decay": args.weight_decay, "beta2": args.beta2, "grad_clip": args.grad_clip, "valid_ndcg@10": res.best_valid["ndcg@10"],
+            "weight_decay": args.weight_decay, "beta2": args.beta2, "grad_clip": args.grad_clip,
+            "plateau_factor": args.plateau_factor, "plateau_evals": args.plateau_evals, "valid_ndcg@10": res.best_valid["ndcg@10"],
             "test_ndcg@10": test["ndcg@10"], "test_hr@10": test["hr@10"], "test_mrr@10": test["mrr@10"],
             "test_excl_ndcg@10": test_ex["ndcg@10"], "steps": res.steps, "best_step": res.best_step,
             "epochs": len(res.epoch_seconds), "seconds_to_best": res.seconds_to_best, "wall_seconds": wall,
@@ -68,6 +70,9 @@ def main() -> None:
     ap.add_argument("--weight-decay", type=float, default=TrainConfig.weight_decay)
     ap.add_argument("--beta2", type=float, default=TrainConfig.beta2, help="Adam's second-moment decay (RecBole: 0.999)")
     ap.add_argument("--grad-clip", type=float, default=TrainConfig.grad_clip, help="gradient norm clip, 0 = off (RecBole: off)")
+    ap.add_argument("--plateau-factor", type=float, default=TrainConfig.plateau_factor,
+                    help="learning-rate factor after every --plateau-evals evaluations without a gain")
+    ap.add_argument("--plateau-evals", type=int, default=TrainConfig.plateau_evals)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "sasrec_sweep.jsonl")

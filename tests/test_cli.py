@@ -392,5 +392,6 @@ def test_train_and_search_defaults_are_the_trainers_measured_defaults():
     train = build_parser().parse_args(["train", "synthetic-small"])
     assert (train.targets, train.batch_size, train.patience, train.lr) == (default.targets, default.batch_size, default.patience, default.lr)
     assert (train.weight_decay, train.beta2, train.grad_clip) == (default.weight_decay, default.beta2, default.grad_clip)
+    assert (train.plateau_factor, train.plateau_evals) == (default.plateau_factor, default.plateau_evals)
     search = build_parser().parse_args(["search", "synthetic-small", "--budget-ratio", "0.5"])
     assert (search.targets, search.patience) == (default.targets, default.patience)

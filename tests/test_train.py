@@ -209,6 +209,18 @@ def test_last_targets_train_one_sample_per_prefix(dataset, baseline, tmp_path):
         config(targets="first").validate()
 
 
+def test_plateau_decay_lowers_the_learning_rate_after_evaluations_without_gain(dataset, tmp_path):
+    """With a learning rate too small to move validation NDCG, every evaluation after the first is without gain."""
+    cfg = config(epochs=5, lr=1e-12, eval_every=200, patience=4, plateau_factor=0.5, plateau_evals=2)
+    metrics = train_run(dataset, DATA_CFG, ARCH, cfg, tmp_path)
+    lrs = [rec["lr"] for rec in metrics["history"]]
+    # Evaluations 1-2 and 3-4 are without gain: the rate halves after the 2nd and the 4th (the 4th also stops).
+    assert lrs[:4] == pytest.approx([1e-12, 1e-12, 1e-12, 5e-13])
+    assert len(lrs) == 5
+    flat = train_run(dataset, DATA_CFG, ARCH, config(epochs=5, lr=1e-12, eval_every=200, patience=4), tmp_path / "flat")
+    assert {rec["lr"] for rec in flat["history"]} == {1e-12}
+
+
 def test_determinism(dataset, baseline, tmp_path):
     _, first = baseline
     second = train_run(dataset, DATA_CFG, ARCH, config(), tmp_path)
@@ -329,7 +341,8 @@ def test_bce_loss_trains(dataset, tmp_path):
 
 @pytest.mark.parametrize("kw,field", [
     ({"epochs": 0}, "--epochs"), ({"batch_size": 0}, "--batch-size"), ({"lr": 0.0}, "--lr"),
-    ({"loss": "mse"}, "--loss"), ({"patience": 0}, "--patience"),
+    ({"loss": "mse"}, "--loss"), ({"patience": 0}, "--patience"), ({"beta2": 1.0}, "--beta2"),
+    ({"grad_clip": -1.0}, "--grad-clip"), ({"plateau_factor": 1.5}, "--plateau-factor"), ({"plateau_evals": 0}, "--plateau-evals"),
 ])
 def test_train_config_validation(kw, field):
     with pytest.raises(EasrecError, match=field):

@@ -41,6 +41,10 @@ class TrainConfig:
     patience: int = 5  # evaluations without a validation gain before stopping
     eval_every: int = 0  # training targets between evaluations; 0 = once per epoch
     warmup_steps: int = 0  # linear learning-rate warm-up
+    # Multiply the learning rate by `plateau_factor` after every `plateau_evals` evaluations without a gain
+    # (1.0: constant learning rate). Patience still counts every evaluation without a gain.
+    plateau_factor: float = 1.0
+    plateau_evals: int = 2
     stride: int = 0  # training windows end every `stride` items (0 = max_len: consecutive windows)
     loss: str = "ce"
     # "last": one sample per training prefix, loss on its newest item (RecBole's; the measured default, see
@@ -62,6 +66,10 @@ class TrainConfig:
                 raise EasrecError(f"--{name.replace('_', '-')} must be at least 0, got {getattr(self, name)}")
         if not 0 <= self.weight_decay < 1:
             raise EasrecError(f"--weight-decay must be in [0, 1), got {self.weight_decay}")
+        if not 0 < self.plateau_factor <= 1:
+            raise EasrecError(f"--plateau-factor must be in (0, 1], got {self.plateau_factor}")
+        if self.plateau_evals < 1:
+            raise EasrecError(f"--plateau-evals must be at least 1, got {self.plateau_evals}")
         if not 0 < self.beta2 < 1:
             raise EasrecError(f"--beta2 must be in (0, 1), got {self.beta2}")
         if self.grad_clip < 0:
@@ -177,13 +185,14 @@ def train_model(
                     "state": state, "config": asdict(cfg)}, ckpt_path)
 
     def lr_at(step: int) -> float:
-        return cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
+        lr = cfg.lr * state.get("lr_scale", 1.0)
+        return lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else lr
 
     def evaluate() -> dict:
         valid = evaluate_model(model, split, "valid", active=active, keep_seen=cfg.keep_seen)
         state["evals"] += 1
         record = {"epoch": state["epoch"] + state["batch"] / max(len(batches), 1), "step": state["step"],
-                  "targets": state["seen"], "loss": state["loss_sum"] / max(state["loss_n"], 1),
+                  "targets": state["seen"], "loss": state["loss_sum"] / max(state["loss_n"], 1), "lr": lr_at(state["step"]),
                   "seconds": state["wall_seconds"], **valid}
         state["loss_sum"], state["loss_n"] = 0.0, 0
         state["history"].append(record)
@@ -193,6 +202,9 @@ def train_model(
                          best_state={k: v.detach().clone() for k, v in model.state_dict().items()})
         else:
             state["bad_evals"] += 1
+            if cfg.plateau_factor < 1 and state["bad_evals"] % cfg.plateau_evals == 0:
+                state["lr_scale"] = state.get("lr_scale", 1.0) * cfg.plateau_factor
+                log.info("no gain in %d evaluations: learning rate now %.2g", state["bad_evals"], lr_at(state["step"]))
         if not math.isfinite(record["loss"]):
             raise EasrecError(f"training diverged at step {state['step']} (loss {record['loss']}); lower --lr")
         return record
