@@ -37,12 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="what the --gates read: causal running mean of the history (default) or each position's embedding (the paper's)")
     p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--lr", type=positive_float, default=1e-3)
-    p.add_argument("--weight-decay", type=nonneg_float, default=0.01, help="AdamW's decoupled weight decay")
-    p.add_argument("--beta2", type=positive_float, default=0.98, help="Adam's second-moment decay")
+    p.add_argument("--weight-decay", type=nonneg_float, default=0.0, help="AdamW's decoupled weight decay")
+    p.add_argument("--beta2", type=positive_float, default=0.999, help="Adam's second-moment decay")
     p.add_argument("--plateau-factor", type=positive_float, default=1.0,
                    help="multiply the learning rate by this after every --plateau-evals evaluations without a gain (1: constant)")
     p.add_argument("--plateau-evals", type=positive_int, default=2)
-    p.add_argument("--grad-clip", type=nonneg_float, default=1.0, help="clip the gradient norm to this (0: off)")
+    p.add_argument("--grad-clip", type=nonneg_float, default=0.0, help="clip the gradient norm to this (0: off)")
     p.add_argument("--loss", choices=["ce", "sampled-ce", "bce"], default="ce",
                    help="full-softmax cross-entropy (chunked on large catalogues), sampled softmax over --negatives "
                         "uniform negatives, or BCE with one sampled negative")
