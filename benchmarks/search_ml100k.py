@@ -5,7 +5,8 @@
 
 For each budget ratio R (× the predicted cost of the reference SASRec, L200 d64 2×2 heads FFN 256):
   1. the reference SASRec, one run per seed;
-  2. hand-scaled SASRecs: every (L, d, layers) of the grid whose cost fits the budget (2 heads, FFN 4d),
+  2. hand-scaled SASRecs: every (L, d, layers) of the grid whose cost fits the budget (2 heads, FFN 4d;
+     with --lut, heads of the table's head size, since a measured table costs only those),
      trained once (first seed); the best on *validation* NDCG@10 is then trained with every seed;
   3. the EASRec search (gates, dynamic constraint) per seed, ending two ways: with its finalists (the α
      choice and the costliest SASRec shape per length that fit, 2 fine-tune epochs each, the best on
@@ -16,7 +17,11 @@ For each budget ratio R (× the predicted cost of the reference SASRec, L200 d64
 Every model uses the same trainer and defaults (`easrec.train.trainer.TrainConfig`). Test NDCG@10 is
 full ranking with the user's whole history excluded. Each row gives the mean over seeds with a Student-t
 95 % CI; each comparison a paired bootstrap 95 % CI over users of the seed-averaged per-user NDCG@10.
-Runs are kept under `--work` and reused, so the benchmark can be interrupted and continued.
+Runs are kept under `--work` and reused, so the benchmark can be interrupted and continued. Searches
+are kept per cost model (`r<R>` for FLOPs, `r<R>-<lut name>` for a table), so runs of both cost models
+share one `--work` and its reference and hand-scaled trainings. `--weight-decay/--beta2/--grad-clip`
+set every model's optimizer, `--no-ablations` keeps the main rows (no retrains from scratch, no gates
+ablation).
 Prints a table and writes benchmarks/results/search_ml100k.json.
 """
 
@@ -141,6 +146,11 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch threads per training")
     ap.add_argument("--targets", choices=["last", "all"], default=TrainConfig.targets,
                     help="training samples of every model (last: the trainer's default; all: windows, ~3x cheaper)")
+    ap.add_argument("--weight-decay", type=float, default=TrainConfig.weight_decay, help="every model's optimizer (TrainConfig's default)")
+    ap.add_argument("--beta2", type=float, default=TrainConfig.beta2)
+    ap.add_argument("--grad-clip", type=float, default=TrainConfig.grad_clip)
+    ap.add_argument("--no-ablations", action="store_true",
+                    help="skip the retrains from scratch and the gates ablation (main rows only: reference, hand-scaled, search)")
     ap.add_argument("--jobs", type=int, default=1, help="trainings run at once (independent ones; one process each)")
     ap.add_argument("--work", type=Path, default=Path("runs/bench_search"))
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "search_ml100k.json")
@@ -148,7 +158,7 @@ def main() -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     ratios = [float(r) for r in args.ratios.split(",")]
     ds = load_dataset(args.data)
-    base_cfg = TrainConfig(threads=args.threads)
+    base_cfg = TrainConfig(threads=args.threads, weight_decay=args.weight_decay, beta2=args.beta2, grad_clip=args.grad_clip)
     if args.targets == "all":
         # Window training with the batch and patience measured for it (benchmarks/README.md): ~3x cheaper per model.
         base_cfg = dataclasses.replace(base_cfg, targets="all", batch_size=128, patience=10)
@@ -159,15 +169,19 @@ def main() -> int:
     cm = load_cost_model(space, ds.n_items, args.lut)
     ref = reference_arch()
     ref_runs = [args.work / f"reference/seed-{s}" for s in seeds]
-    # Hand-scaled SASRecs: 2 heads splitting d, FFN 4d, as users scale SASRec by hand.
-    grid = [sasrec_arch(L, d, n, 2, 4 * d) for L in map(int, args.grid_lens.split(",")) for d in map(int, args.grid_ds.split(","))
+    # Hand-scaled SASRecs: 2 heads splitting d, FFN 4d, as users scale SASRec by hand. A measured table
+    # costs only the space's own head size, so with --lut the heads fill d with it (as the finalists do).
+    heads = (lambda d: 2) if args.lut is None else (lambda d: max(1, d // space.head_size))  # noqa: E731
+    grid = [sasrec_arch(L, d, n, heads(d), 4 * d) for L in map(int, args.grid_lens.split(",")) for d in map(int, args.grid_ds.split(","))
             for n in map(int, args.grid_layers.split(","))]
     budgets = {ratio: resolve_budget(cm, ratio=ratio) for ratio in ratios}
     fits = {ratio: [a for a in grid if cm.cost(a) <= budgets[ratio]] for ratio in ratios}
     # A hand-scaled SASRec's training does not depend on the budget: one run serves every ratio it fits.
     hand_dir = lambda ratio, a, s: args.work / f"hand/{a.hash()}/seed-{s}"  # noqa: E731
-    search_dir = lambda ratio, s: args.work / f"r{ratio}/search/seed-{s}"  # noqa: E731
-    final_dir = lambda ratio, s: args.work / f"r{ratio}/search-finalists/seed-{s}"  # noqa: E731
+    # Searches depend on the cost model; the reference and hand-scaled runs do not, so one --work serves both.
+    budget_dir = lambda ratio: args.work / (f"r{ratio}" if args.lut is None else f"r{ratio}-{args.lut.stem}")  # noqa: E731
+    search_dir = lambda ratio, s: budget_dir(ratio) / f"search/seed-{s}"  # noqa: E731
+    final_dir = lambda ratio, s: budget_dir(ratio) / f"search-finalists/seed-{s}"  # noqa: E731
     for ratio in ratios:
         log(f"R {ratio}: budget {budgets[ratio]:.4g} {cm.unit}; {len(fits[ratio])} of {len(grid)} hand-scaled SASRecs fit")
 
@@ -189,11 +203,13 @@ def main() -> int:
         final_archs[ratio] = [Arch.from_dict(json.loads((final_dir(ratio, s) / "arch.json").read_text())) for s in seeds]
         phase2 += [train_task(best[ratio], s, hand_dir(ratio, best[ratio], s)) for s in seeds
                    if all(t[2] != hand_dir(ratio, best[ratio], s) for t in phase2)]
+        if args.no_ablations:
+            continue
         for s, arch in zip(seeds, archs[ratio]):
-            phase2.append(train_task(arch, s, args.work / f"r{ratio}/search-scratch/seed-{s}"))
-            phase2.append(train_task(dataclasses.replace(arch, gates=False), s, args.work / f"r{ratio}/search-nogates/seed-{s}"))
+            phase2.append(train_task(arch, s, budget_dir(ratio) / f"search-scratch/seed-{s}"))
+            phase2.append(train_task(dataclasses.replace(arch, gates=False), s, budget_dir(ratio) / f"search-nogates/seed-{s}"))
         for s, arch in zip(seeds, final_archs[ratio]):
-            phase2.append(train_task(arch, s, args.work / f"r{ratio}/search-finalists-scratch/seed-{s}"))
+            phase2.append(train_task(arch, s, budget_dir(ratio) / f"search-finalists-scratch/seed-{s}"))
     run_all(phase2, args.jobs)
 
     rows.append(summary("SASRec reference", 1.0, ref_runs, None, None, ref.describe()))
@@ -207,10 +223,10 @@ def main() -> int:
         rows.append(summary("best hand-scaled SASRec (on valid)", ratio, hand_runs, cm.cost(best[ratio]), budget, best[ratio].describe()))
         rows[-1]["scan"] = scan
         inherit_runs = [search_dir(ratio, s) for s in seeds]
-        scratch_runs = [args.work / f"r{ratio}/search-scratch/seed-{s}" for s in seeds]
-        nogate_runs = [args.work / f"r{ratio}/search-nogates/seed-{s}" for s in seeds]
+        scratch_runs = [budget_dir(ratio) / f"search-scratch/seed-{s}" for s in seeds]
+        nogate_runs = [budget_dir(ratio) / f"search-nogates/seed-{s}" for s in seeds]
         final_runs = [final_dir(ratio, s) for s in seeds]
-        final_scratch_runs = [args.work / f"r{ratio}/search-finalists-scratch/seed-{s}" for s in seeds]
+        final_scratch_runs = [budget_dir(ratio) / f"search-finalists-scratch/seed-{s}" for s in seeds]
         for name, runs, found in (("EASRec search + finalists", final_runs, final_archs[ratio]), ("EASRec search, α choice only", inherit_runs, archs[ratio])):
             desc = "; ".join(sorted({a.describe() for a in found}))
             costs = [cm.cost(a) for a in found]
@@ -224,7 +240,15 @@ def main() -> int:
             rows[-1]["time_vs_reference"] = float(np.mean(search_seconds)) / rows[0]["seconds"] if rows[0]["seconds"] else None
             if found is final_archs[ratio]:
                 rows[-1]["finalists"] = [m.get("finalists") for m in ms]
-                rows.append(summary(f"{name}, retrained from scratch", ratio, final_scratch_runs, float(np.mean(costs)), budget, desc))
+                if not args.no_ablations:
+                    rows.append(summary(f"{name}, retrained from scratch", ratio, final_scratch_runs, float(np.mean(costs)), budget, desc))
+        pairs = [("finalists, inherit", final_runs), ("α only, inherit", inherit_runs)]
+        if args.no_ablations:
+            for name, runs in pairs:
+                comparisons.append({"ratio": ratio, "a": "best hand-scaled", "b": f"search ({name})", **compare(hand_runs, runs)})
+                comparisons.append({"ratio": ratio, "a": "reference", "b": f"search ({name})", **compare(ref_runs, runs)})
+            comparisons.append({"ratio": ratio, "a": "search (α only, inherit)", "b": "search (finalists, inherit)", **compare(inherit_runs, final_runs)})
+            continue
         desc = "; ".join(sorted({a.describe() for a in archs[ratio]}))
         rows.append(summary("EASRec search, α choice only, retrained from scratch", ratio, scratch_runs,
                             float(np.mean([cm.cost(a) for a in archs[ratio]])), budget, desc))
@@ -257,7 +281,9 @@ def main() -> int:
         print(f"| {c['ratio']} | {c['a']} | {c['b']} | {c['mean_a']:.4f} | {c['mean_b']:.4f} | "
               f"{c['diff']:+.4f} [{c['ci_low']:+.4f}, {c['ci_high']:+.4f}]{' (includes 0)' if c['includes_zero'] else ''} |")
     atomic_write_json(args.out, {"rows": rows, "comparisons": comparisons, "command": " ".join(sys.argv), "seeds": seeds,
-                                 "threads": args.threads, "jobs": args.jobs, "targets": args.targets, "load_average": os.getloadavg(), "cost_model": str(args.lut or "flops")})
+                                 "threads": args.threads, "jobs": args.jobs, "targets": args.targets,
+                                 "optimizer": {"weight_decay": args.weight_decay, "beta2": args.beta2, "grad_clip": args.grad_clip},
+                                 "ablations": not args.no_ablations, "load_average": os.getloadavg(), "cost_model": str(args.lut or "flops")})
     return 0
 
 
