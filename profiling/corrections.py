@@ -2,6 +2,10 @@
 
 - `none`: the sum of the entries;
 - `affine`: one global `a · Σ entries + b`;
+- `affine_blocks`: `a · Σ entries + b + c · blocks`. Blocks measured in context still leave a cost
+  per block that the entries do not sum to, of either sign (ONNX Runtime's affine residuals on the
+  default space rise from 0.94× at one block to 1.04× at four). `c` is paid once per block, on its
+  attention component, so the prediction stays exactly additive;
 - `per_type`: one non-negative factor per component type plus an intercept, ridge-regularised
   towards 1 (`fit_per_type`): measured ≈ Σ_type f_type · Σ entries of that type + b; gates share
   their FFN's factor (`TIED`).
@@ -22,6 +26,7 @@ from easrec.profiling.scores import fit_affine, score
 log = logging.getLogger(__name__)
 
 TYPES = tuple(COMPONENT_FIELDS)
+KINDS = ("none", "affine", "affine_blocks", "per_type")  # simplest first: a tie on held-out MAPE keeps the simpler
 RIDGES = (0.001, 0.01, 0.1, 1.0)
 # Gates share their FFN's factor: in a gated space every sampled subnet has both, so a separate factor is
 # not identified (a fit once set gates to 0 and FFN to 1.23, which would over-predict every ungated model,
@@ -88,13 +93,41 @@ def _per_type_with_cv(S: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, float, 
     return f, b, best[1]
 
 
-def correction_params(kind: str, S: np.ndarray, m: np.ndarray) -> dict[str, Any]:
-    """Fit one correction kind on subnets with type sums `S` and measurements `m`."""
+def block_counts(rows: list[dict[str, Any]]) -> np.ndarray | None:
+    """Blocks (layers) of each measured subnet, from its `arch`; None when a row has no architecture."""
+    if not all(isinstance(r.get("arch"), dict) and "layers" in r["arch"] for r in rows):
+        return None
+    return np.array([len(r["arch"]["layers"]) for r in rows], float)
+
+
+def fit_affine_blocks(total: np.ndarray, blocks: np.ndarray, m: np.ndarray) -> tuple[float, float, float] | None:
+    """(a, b, c) minimising Σ ((a·total + b + c·blocks − m)/m)²; None when a ≤ 0 or the fit is degenerate."""
+    w = 1.0 / np.maximum(m, 1e-9)
+    A = np.stack([total * w, w, blocks * w], axis=1)
+    if np.linalg.matrix_rank(A) < 3:
+        return None
+    sol, *_ = np.linalg.lstsq(A, np.ones_like(m), rcond=None)
+    a, b, c = (float(x) for x in sol)
+    return (a, b, c) if np.isfinite(sol).all() and a > 0 else None
+
+
+def correction_params(kind: str, S: np.ndarray, m: np.ndarray, blocks: np.ndarray | None = None) -> dict[str, Any] | None:
+    """Fit one correction kind on subnets with type sums `S`, measurements `m` and block counts `blocks`.
+
+    None when the kind cannot be fitted on these subnets (`affine_blocks` without block counts, or
+    with every subnet of one depth).
+    """
     if kind == "none":
         return {"kind": "none", "a": 1.0, "b": 0.0}
     if kind == "affine":
         a, b = fit_affine(S.sum(1), m)
         return {"kind": "affine", "a": a, "b": b}
+    if kind == "affine_blocks":
+        fitted = None if blocks is None else fit_affine_blocks(S.sum(1), blocks, m)
+        if fitted is None:
+            return None
+        a, b, c = fitted
+        return {"kind": "affine_blocks", "a": a, "b": b, "per_block": c}
     if kind == "per_type":
         f, b, ridge = _per_type_with_cv(grouped(S), m)
         by_group = dict(zip(GROUPS, f))
@@ -103,11 +136,16 @@ def correction_params(kind: str, S: np.ndarray, m: np.ndarray) -> dict[str, Any]
     raise ValueError(f"unknown correction kind {kind!r}")
 
 
-def predict(params: dict[str, Any], S: np.ndarray) -> np.ndarray:
-    """Corrected predictions of subnets with type sums `S`."""
+def predict(params: dict[str, Any], S: np.ndarray, blocks: np.ndarray | None = None) -> np.ndarray:
+    """Corrected predictions of subnets with type sums `S` (and `blocks`, for `affine_blocks`)."""
     factors = params.get("factors")
     f = np.array([float(factors.get(t, params.get("a", 1.0))) for t in TYPES]) if factors else np.full(len(TYPES), float(params.get("a", 1.0)))
-    return S @ f + float(params.get("b", 0.0))
+    out = S @ f + float(params.get("b", 0.0))
+    if params.get("per_block"):
+        if blocks is None:
+            raise ValueError("an affine_blocks correction needs the subnets' block counts")
+        out = out + float(params["per_block"]) * np.asarray(blocks, float)
+    return out
 
 
 def compare_corrections(rows: list[dict[str, Any]], fit_idx: Sequence[int], test_idx: Sequence[int],
@@ -115,18 +153,21 @@ def compare_corrections(rows: list[dict[str, Any]], fit_idx: Sequence[int], test
     """Every correction kind fitted on `fit_idx`, scored on `test_idx`; the one with the lowest held-out MAPE chosen."""
     S = type_matrix(rows)
     m = np.array([r[key] for r in rows], float)
+    blocks = block_counts(rows)
     fit_idx, test_idx = list(fit_idx), list(test_idx)
     out: dict[str, Any] = {}
-    for kind in ("none", "affine", "per_type"):
+    for kind in KINDS:
         if kind == "per_type" and not any(r.get("type_sums") for r in rows):
             continue
-        params = correction_params(kind, S[fit_idx], m[fit_idx])
-        pred = predict(params, S)
+        params = correction_params(kind, S[fit_idx], m[fit_idx], None if blocks is None else blocks[fit_idx])
+        if params is None:
+            continue
+        pred = predict(params, S, blocks)
         if kind != "none" and (pred <= 0).any():
             log.info("correction %s predicts a non-positive latency for some subnet: not a candidate", kind)
             continue
         out[kind] = {"params": params, "fit": score(pred[fit_idx], m[fit_idx]), "test": score(pred[test_idx], m[test_idx]),
                      "all": score(pred, m)}
-    # Lowest held-out MAPE; on a tie the simpler correction (dict order: none, affine, per_type).
+    # Lowest held-out MAPE; on a tie the simpler correction (KINDS order).
     chosen = min(out, key=lambda k: round(out[k]["test"]["mape_pct"], 6))
     return {"candidates": out, "chosen": chosen}

@@ -21,7 +21,7 @@ def energy_lut(latency_lut_path: str | Path, power_w: float | EnergyResult | dic
     latency LUT's format 1 (see `easrec.profiling.lut`) so `LatencyTable.load` reads it unchanged:
     ``"unit": "mJ"``; each entry's `median_ms`/`p10_ms`/`p90_ms` hold **millijoules** (the field
     names are the LUT class's), with the latency kept as `latency_median_ms`; the affine
-    correction keeps `a` and scales `b` by the power (energy = P·(a·Σ + b)); an ``energy`` section
+    correction keeps `a` and scales `b` (and `per_block`) by the power (energy = P·(a·Σ + b)); an ``energy`` section
     states the method. Latency validation does not carry over (``validation`` = null).
     """
     latency_lut_path = Path(latency_lut_path)
@@ -63,6 +63,8 @@ def energy_lut(latency_lut_path: str | Path, power_w: float | EnergyResult | dic
     result["unit"] = "mJ"
     corr = dict(data.get("correction") or {"a": 1.0, "b": 0.0})
     corr["b"] = float(corr.get("b", 0.0)) * power
+    if corr.get("per_block") is not None:
+        corr["per_block"] = float(corr["per_block"]) * power
     result["correction"] = corr
     result["latency_validation"] = (data.get("validation") or {}).get("lut", {}).get("test") if data.get("validation") else None
     result["validation"] = None

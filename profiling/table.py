@@ -14,7 +14,7 @@ are optional for readers):
                {"median_ms", "p10_ms", "p90_ms", "runs", "sigma_ms"}, ...},
  "canary": [{"start_ms", "end_ms", "drift"}, ...],          one per profiling session (resumes add one)
  "build_seconds": s,
- "correction": {"kind": "none|affine|per_type", "a", "b", "factors": {component: f}},
+ "correction": {"kind": "none|affine|affine_blocks|per_type", "a", "b", "per_block", "factors": {component: f}},
  "validation": {...} | null,
  "method": "in-context-1", "canary_ref_ms": c,
  "programs": {program id: {"arch", "median_ms", "sigma_ms", "sessions": [...]}, ...},
@@ -55,7 +55,8 @@ METHOD = "in-context-1"
 # Device fingerprint fields that must agree for a table to be used (hostname and python may differ).
 FINGERPRINT_FIELDS = ("kind", "cpu", "cores", "threads", "os", "machine", "runtime", "runtime_version", "dtype")
 ENTRY_FIELDS = ("median_ms", "p10_ms", "p90_ms", "runs")
-CORRECTION_KINDS = ("none", "affine", "per_type")
+CORRECTION_KINDS = ("none", "affine", "affine_blocks", "per_type")
+BLOCK_COMPONENTS = ("attention", "last_attention")  # one per block: where a per-block correction is paid
 
 
 def device_fingerprint(device_info: dict[str, Any], runtime: str, dtype: str) -> dict[str, Any]:
@@ -107,11 +108,19 @@ class LatencyTable(CostModel):
             raise EasrecError(f"{self.source}: field 'entries' has no entry '{component.id()}' (profile this search space)")
         return float(entry["median_ms"])
 
+    @property
+    def per_block(self) -> float:
+        """The correction's cost per block (ms; `affine_blocks` only, else 0)."""
+        return float((self.data.get("correction") or {}).get("per_block") or 0.0)
+
     def component_cost(self, component: Component) -> float:
-        """Corrected cost of one component: factor(type) × entry, plus the intercept on `overhead`."""
+        """Corrected cost of one component: factor(type) × entry, plus the intercept on `overhead` and the
+        per-block term on each block's attention."""
         v = self.factor(component.name) * self.raw_component_cost(component)
         if component.name == "overhead":
             v += self.correction[1]
+        elif component.name in BLOCK_COMPONENTS:
+            v += self.per_block
         return v
 
     def raw_cost(self, arch: Arch) -> float:
@@ -276,6 +285,9 @@ def _check_correction(corr: Any, source: str) -> None:
     kind = corr.get("kind", "affine")
     if kind not in CORRECTION_KINDS:
         raise EasrecError(f"{source}: field 'correction.kind' is {kind!r}, expected one of {', '.join(CORRECTION_KINDS)}")
+    if kind == "affine_blocks" and not _num(corr.get("per_block")):
+        raise EasrecError(f"{source}: field 'correction.per_block' must be a number for an affine_blocks correction, "
+                          f"got {corr.get('per_block')!r}")
     factors = corr.get("factors")
     if factors is None:
         return

@@ -31,19 +31,20 @@ from easrec.errors import EasrecError
 from easrec.io import atomic_write_json
 from easrec.profiling import protocol
 from easrec.profiling.corrections import (
-    GROUPS, RIDGES, TIED, TYPES, compare_corrections, correction_params, fit_per_type, grouped, predict, type_matrix,
+    GROUPS, RIDGES, TIED, TYPES, block_counts, compare_corrections, correction_params, fit_per_type, grouped, predict, type_matrix,
 )
 from easrec.profiling.scores import evaluate, fit_affine, kendall_tau, noise_floor, score, split
 from easrec.profiling.subnets import sample_archs, subnet_module
 from easrec.profiling.table import LatencyTable, device_fingerprint
+from easrec.space import Arch
 
 log = logging.getLogger(__name__)
 
 # Re-exported: the validation's parts, where callers have always found them.
 __all__ = [
-    "GROUPS", "RIDGES", "TIED", "TYPES", "compare_corrections", "correction_params", "evaluate", "fit_affine",
+    "GROUPS", "RIDGES", "TIED", "TYPES", "block_counts", "compare_corrections", "correction_params", "evaluate", "fit_affine",
     "fit_per_type", "grouped", "kendall_tau", "noise_floor", "predict", "sample_archs", "score", "split",
-    "subnet_module", "summarize_rows", "type_matrix", "validate_lut",
+    "refit_correction", "subnet_module", "summarize_rows", "type_matrix", "validate_lut",
 ]
 
 
@@ -155,6 +156,35 @@ def validate_lut(
     return result
 
 
+def refit_correction(lut_path: str | Path, *, write: bool = True) -> dict[str, Any]:
+    """Choose the correction again from the subnets the table's validation stored (nothing is measured).
+
+    For a table validated before a correction kind existed: the same measurements, the same fit / held-out
+    split, every kind of this easrec; the validation's timing, canary and load are kept.
+    """
+    lut_path = Path(lut_path)
+    table = LatencyTable.load(lut_path)
+    old = table.data.get("validation")
+    if not isinstance(old, dict) or not old.get("subnets"):
+        raise EasrecError(f"{lut_path}: field 'validation.subnets' is missing (validate the table first: "
+                          f"`easrec profile validate {lut_path}`)")
+    rows = [dict(r) for r in old["subnets"]]
+    for i, r in enumerate(rows):
+        if not isinstance(r.get("arch"), dict) or not isinstance(r.get("measured_ms"), (int, float)):
+            raise EasrecError(f"{lut_path}: field 'validation.subnets[{i}]' lacks 'arch' or 'measured_ms'")
+        r["type_sums"] = table.type_sums(Arch.from_dict(r["arch"]))  # from the entries as they are now
+        r["lut_sum_ms"] = sum(r["type_sums"].values())
+    result = {**old, **summarize_rows(rows, int(old.get("seed") or 0))}
+    result["refit"] = {"from": (table.data.get("correction") or {}).get("kind"),
+                       "at": datetime.datetime.now().isoformat(timespec="seconds")}
+    if write:
+        chosen = result["corrections"]["candidates"][result["corrections"]["chosen"]]["params"]
+        table.data["correction"] = {**chosen, "fitted_on": len(result["fit_idx"]), "selected_by": "held-out MAPE"}
+        table.data["validation"] = result
+        atomic_write_json(lut_path, table.data)
+    return result
+
+
 def summarize_rows(rows: list[dict[str, Any]], seed: int = 0) -> dict[str, Any]:
     """Metrics for measured rows (`measured_ms`, `lut_sum_ms`, `mflops`, optional `type_sums`, `retest_ms`):
     corrections compared on held-out subnets, the chosen one as `lut`, FLOPs (affine) for comparison,
@@ -165,7 +195,7 @@ def summarize_rows(rows: list[dict[str, Any]], seed: int = 0) -> dict[str, Any]:
     chosen = corr["candidates"][corr["chosen"]]
     params = chosen["params"]
     S = type_matrix(rows)
-    pred = predict(params, S)
+    pred = predict(params, S, block_counts(rows))
     sums = np.array([r["lut_sum_ms"] for r in rows], float)
     for r, p in zip(rows, pred):
         r["predicted_ms"] = float(p)
@@ -174,7 +204,8 @@ def summarize_rows(rows: list[dict[str, Any]], seed: int = 0) -> dict[str, Any]:
         a, b = fit_affine(sums, pred)
     else:
         a, b = float(params["a"]), float(params["b"])
-    lut = {"kind": params["kind"], "a": a, "b": b, "factors": params.get("factors"), "test": chosen["test"],
+    lut = {"kind": params["kind"], "a": a, "b": b, "factors": params.get("factors"), "per_block": params.get("per_block"),
+           "test": chosen["test"],
            "all": chosen["all"], "fit": chosen["fit"], "raw_all": score(sums, measured), "kendall_tau_all": kendall_tau(sums, measured)}
     floor = noise_floor(rows)
     floor_raw = noise_floor(rows, "raw_ms", "retest_raw_ms")

@@ -379,6 +379,33 @@ def test_validation_reports_noise_floor_and_picks_a_correction(tmp_path, fake_lo
         assert r["predicted_ms"] == pytest.approx(LatencyTable.load(tmp_path / "lut.json").cost(Arch.from_dict(r["arch"])))
 
 
+def test_refit_chooses_the_correction_again_from_the_stored_validation_without_measuring(tmp_path, fake_lowering):
+    from easrec.cli import main as cli_main
+    from easrec.profiling.validate import refit_correction
+
+    _build(tmp_path)
+    path = tmp_path / "lut.json"
+    with pytest.raises(EasrecError, match=r"lut\.json: field 'validation\.subnets' is missing"):
+        refit_correction(path)
+    validate_lut(path, FakeDevice(), 12, settings=FAKE, workers=0, cache=tmp_path / "cache")
+    data = json.loads(path.read_text())
+    measured = [r["measured_ms"] for r in data["validation"]["subnets"]]
+    data["correction"] = {"kind": "none", "a": 1.0, "b": 0.0}
+    for r in data["validation"]["subnets"]:  # a device that pays 0.5 ms per block beyond the entries
+        r["measured_ms"] += 0.5 * len(r["arch"]["layers"])
+    path.write_text(json.dumps(data))
+    res = refit_correction(path)
+    assert res["refit"]["from"] == "none" and res["corrections"]["chosen"] == "affine_blocks"
+    assert [r["measured_ms"] for r in res["subnets"]] == pytest.approx([m + 0.5 * len(r["arch"]["layers"])
+                                                                         for m, r in zip(measured, res["subnets"])])
+    table = LatencyTable.load(path)
+    assert table.data["correction"]["kind"] == "affine_blocks" and table.per_block == pytest.approx(0.5, rel=0.05)
+    for r in res["subnets"]:
+        assert table.cost(Arch.from_dict(r["arch"])) == pytest.approx(r["measured_ms"], rel=0.02)
+    assert res["timing"] == data["validation"]["timing"]  # the measurement's own record is kept
+    assert cli_main(["profile", "validate", str(path), "--refit", "--json"]) == 0
+
+
 def test_refusals_name_the_field(tmp_path, fake_lowering):
     _build(tmp_path)
     path = tmp_path / "lut.json"
@@ -420,6 +447,7 @@ def test_refusals_name_the_field(tmp_path, fake_lowering):
     edited(lambda d: d.update(correction={"kind": "per_type", "a": 1, "b": 0, "factors": {"conv": 1}}),
            r"field 'correction\.factors\.conv' names an unknown")
     edited(lambda d: d.update(correction={"kind": "magic", "a": 1, "b": 0}), r"field 'correction\.kind'")
+    edited(lambda d: d.update(correction={"kind": "affine_blocks", "a": 1, "b": 0}), r"field 'correction\.per_block' must be a number")
     edited(lambda d: d.pop("n_items"), r"missing field 'n_items'")
     edited(lambda d: d["device"].pop("dtype"), r"missing field 'device\.dtype'")
     text = path.read_text()
@@ -458,6 +486,34 @@ def test_per_type_correction_is_picked_when_types_scale_differently_and_stays_ad
     assert table.cost(arch) == pytest.approx(sum(table.component_cost(c) for c in components(arch)))
     assert table.cost(arch) == pytest.approx(sum(f[t] * v for t, v in table.type_sums(arch).items()) + 0.05)
     _check_expected_cost_is_exact(table)
+
+
+def test_affine_blocks_correction_is_picked_when_every_block_costs_extra_and_stays_additive(tmp_path, fake_lowering):
+    table = _build(tmp_path)
+    rng = __import__("random").Random(2)
+    archs = sample_archs(SMALL, 40, seed=4)
+    rows = []
+    for a in archs:
+        # A device that pays 0.3 ms per block beyond what the blocks' entries sum to (plus 1 % noise).
+        m = (1.1 * table.raw_cost(a) + 0.2 + 0.3 * a.depth) * (1 + rng.uniform(-0.01, 0.01))
+        rows.append({"arch": a.to_dict(), "measured_ms": m, "lut_sum_ms": table.raw_cost(a), "type_sums": table.type_sums(a),
+                     "mflops": 1.0})
+    res = summarize_rows(rows)
+    cands = res["corrections"]["candidates"]
+    assert res["corrections"]["chosen"] == "affine_blocks"
+    assert cands["affine_blocks"]["test"]["mape_pct"] < cands["affine"]["test"]["mape_pct"]
+    params = cands["affine_blocks"]["params"]
+    assert params["per_block"] == pytest.approx(0.3, rel=0.15) and params["a"] == pytest.approx(1.1, rel=0.05)
+    assert res["lut"]["per_block"] == params["per_block"] and res["lut"]["test"]["within_10pct"] == 1.0
+    # Stored in the table, the per-block term is paid once per block: cost stays a sum, expected_cost exact.
+    table.data["correction"] = dict(params)
+    arch = archs[0]
+    assert table.cost(arch) == pytest.approx(params["a"] * table.raw_cost(arch) + params["b"] + params["per_block"] * arch.depth)
+    assert table.cost(arch) == pytest.approx(sum(table.component_cost(c) for c in components(arch)))
+    _check_expected_cost_is_exact(table)
+    # Rows without architectures (older validation files) cannot fit it: the other kinds still compete.
+    bare = [{k: v for k, v in r.items() if k != "arch"} for r in rows]
+    assert "affine_blocks" not in summarize_rows(bare)["corrections"]["candidates"]
 
 
 def _check_expected_cost_is_exact(table):

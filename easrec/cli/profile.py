@@ -36,6 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-seconds", type=positive_float, default=None, help="cap on timed seconds per graph")
     p.add_argument("--subnets", type=positive_int, default=50, help="validate: number of random subnets (default 50)")
     p.add_argument("--seed", type=nonneg_int, default=0, help="validate: seed of the subnet sample")
+    p.add_argument("--refit", action="store_true",
+                   help="validate: choose the correction again from the measurements the validation stored "
+                        "(no device; for a table validated before a correction kind existed)")
     add_json_flag(p)
     p.set_defaults(func=run)
 
@@ -156,6 +159,13 @@ def run_validate(args: argparse.Namespace) -> dict:
     if not args.lut:
         raise EasrecError("profile validate: give the LUT file, e.g. `easrec profile validate lut.json`")
     ensure_writable(args.lut, directory=False, field="LUT")  # the validation is written into the LUT
+    if args.refit:
+        from easrec.profiling.validate import refit_correction
+
+        res = refit_correction(args.lut)
+        result = {k: v for k, v in res.items() if k != "subnets"}
+        result["lut_file"] = str(args.lut)
+        return emit(args, result, title=f"LUT correction refitted ({args.lut})", rows=validation_rows(res))
     stored = LatencyTable.load(args.lut).device
     threads = int(stored.get("threads") or 1)
     spec = args.device or stored.get("spec") or "cpu"
@@ -180,7 +190,9 @@ def validation_rows(res: dict) -> list[tuple[str, object]]:
         ("subnets", f"{res['n_subnets']} (correction fitted on {len(res['fit_idx'])}, scored on {len(res['test_idx'])})"),
         ("correction", "measured ≈ Σ factor(type) · LUT(type) + {:.3f} ms, factors {}".format(
             lut["b"], ", ".join(f"{k} {v:.2f}" for k, v in lut["factors"].items()))
-         if lut.get("kind") == "per_type" else f"measured ≈ {lut['a']:.3f} · LUT sum + {lut['b']:.3f} ms"),
+         if lut.get("kind") == "per_type" else
+         f"measured ≈ {lut['a']:.3f} · LUT sum + {lut['b']:.3f} ms + {lut['per_block']:.4f} ms per block"
+         if lut.get("kind") == "affine_blocks" else f"measured ≈ {lut['a']:.3f} · LUT sum + {lut['b']:.3f} ms"),
         ("LUT within ±10 %", f"{100 * lut['test']['within_10pct']:.0f} %"),
         ("LUT MAPE", f"{lut['test']['mape_pct']:.1f} %"),
         ("LUT Kendall τ", f"{lut['test']['kendall_tau']:.3f}"),
