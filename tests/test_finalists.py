@@ -40,19 +40,34 @@ def test_sasrec_shapes_are_plain_sasrecs_inside_the_space():
     assert len(shapes) == len(space.max_lens) * 3 * len(space.depths)
 
 
-def test_finalists_are_the_alpha_choice_and_the_costliest_fitting_shape_per_length():
+def test_finalists_are_the_alpha_choice_and_per_length_the_costliest_and_the_widest_fitting_shapes():
     cm = FlopsCostModel(SearchSpace(), 1683)
     budget = resolve_budget(cm, ratio=0.25)
     chosen = Arch(200, 64, (LayerArch(1, 32),) * 2, "softmax", True, 16)
     out = fin.finalists(chosen, cm, budget)
     assert out[0] == (chosen, "alpha")
-    shapes = out[1:]
-    assert len({a.max_len for a, _ in shapes}) == len(shapes), "one shape per sequence length"
-    for a, why in shapes:
-        assert cm.cost(a) <= budget
-        assert str(a.max_len) in why
-        fitting = [s for s in fin.sasrec_shapes(cm.space) if s.max_len == a.max_len and cm.cost(s) <= budget]
-        assert cm.cost(a) == max(cm.cost(s) for s in fitting)
+    archs = [a for a, _ in out]
+    assert len(set(archs)) == len(archs), "nothing listed twice"
+    for L in cm.space.max_lens:
+        fitting = [s for s in fin.sasrec_shapes(cm.space) if s.max_len == L and cm.cost(s) <= budget]
+        listed = [(a, why) for a, why in out[1:] if a.max_len == L]
+        if not fitting:
+            assert not listed
+            continue
+        assert all(cm.cost(a) <= budget and f"L {L}" in why for a, why in listed)
+        widest = max(s.d for s in fitting)
+        expected = {max(fitting, key=cm.cost),
+                    min((s for s in fitting if s.d == widest), key=lambda s: s.depth),
+                    max((s for s in fitting if s.d == widest), key=lambda s: s.depth)}
+        assert {a for a, _ in listed} == expected
+    # The costliest fitting shape alone would prefer depth to width: the widest one is cheaper here.
+    assert any("shallowest" in why and a.depth == 1 for a, why in out[1:])
+
+
+def test_without_an_alpha_choice_only_the_shapes_are_listed():
+    cm = FlopsCostModel(TINY, 200)
+    out = fin.finalists(None, cm, cm.cost(TINY.largest()))
+    assert out[0] == (None, "alpha") and all(a is not None for a, _ in out[1:])
 
 
 def test_a_shape_equal_to_the_alpha_choice_is_not_listed_twice():
@@ -79,7 +94,8 @@ def test_choose_finalist_keeps_the_best_on_validation_and_reuses_its_scores(smal
     before = {k: v.clone() for k, v in supernet.state_dict().items()}
     cm = FlopsCostModel(TINY, small_data.n_items)
     candidates = fin.finalists(TINY.smallest(), cm, cm.cost(TINY.largest()))
-    assert len(candidates) == 3  # α's choice and one shape per sequence length
+    # α's choice and, per length, d 32 × 2 (costliest, also the widest deepest) and d 32 × 1 (widest shallowest)
+    assert len(candidates) == 1 + 2 * len(TINY.max_lens)
     cfg = TrainConfig(batch_size=64, targets="all", seed=0, threads=1)
     seen = []
     winner, rows = fin.choose_finalist(supernet, small_data.split(), candidates, cfg, 1, cm, tmp_path, on_epoch=seen.append)

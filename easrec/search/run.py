@@ -104,7 +104,7 @@ def search_run(
 ) -> dict:
     """Search, fine-tune (or retrain from scratch) the chosen subnet, evaluate, and write the run directory.
 
-    With `finalist_epochs` > 0 the α choice competes with the costliest SASRec shapes that fit
+    With `finalist_epochs` > 0 the α choice competes with the SASRec shapes that fit (costliest, widest)
     (`easrec.search.finalists`): each is fine-tuned that many epochs and the best on validation is kept.
     """
     out = Path(out)
