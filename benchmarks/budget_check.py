@@ -2,8 +2,9 @@
 
 For each budget ratio R the budget is R × the table's corrected prediction of the reference SASRec (as
 `easrec search --budget-ratio` and `easrec run` compute it). The architectures checked are the ones the
-search's last step can return without training anything: per sequence length, the costliest SASRec
-shape that the table says fits (`easrec.search.finalists`). α's own choice needs a trained supernet and
+search's last step can return without training anything: per sequence length, the SASRec shapes that
+the table says fit and the finalists' contest proposes (the costliest, and the widest d at its shallowest
+and deepest depth; `easrec.search.finalists`). α's own choice needs a trained supernet and
 is not covered here. Each architecture is exported with random weights (latency does not depend on the
 values) as the same top-k graph `easrec export` writes, in the table's runtime and precision, and timed
 two ways, every ratio below measured in the same run:
