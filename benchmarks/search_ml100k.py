@@ -181,7 +181,9 @@ def main() -> int:
     # Searches depend on the cost model; the reference and hand-scaled runs do not, so one --work serves both.
     budget_dir = lambda ratio: args.work / (f"r{ratio}" if args.lut is None else f"r{ratio}-{args.lut.stem}")  # noqa: E731
     search_dir = lambda ratio, s: budget_dir(ratio) / f"search/seed-{s}"  # noqa: E731
-    final_dir = lambda ratio, s: budget_dir(ratio) / f"search-finalists/seed-{s}"  # noqa: E731
+    # A contest of another length is another ending of the same search: its own folder, so both are kept.
+    final_name = "search-finalists" if args.finalist_epochs == 2 else f"search-finalists-e{args.finalist_epochs}"
+    final_dir = lambda ratio, s: budget_dir(ratio) / f"{final_name}/seed-{s}"  # noqa: E731
     for ratio in ratios:
         log(f"R {ratio}: budget {budgets[ratio]:.4g} {cm.unit}; {len(fits[ratio])} of {len(grid)} hand-scaled SASRecs fit")
 
@@ -209,7 +211,7 @@ def main() -> int:
             phase2.append(train_task(arch, s, budget_dir(ratio) / f"search-scratch/seed-{s}"))
             phase2.append(train_task(dataclasses.replace(arch, gates=False), s, budget_dir(ratio) / f"search-nogates/seed-{s}"))
         for s, arch in zip(seeds, final_archs[ratio]):
-            phase2.append(train_task(arch, s, budget_dir(ratio) / f"search-finalists-scratch/seed-{s}"))
+            phase2.append(train_task(arch, s, budget_dir(ratio) / f"{final_name}-scratch/seed-{s}"))
     run_all(phase2, args.jobs)
 
     rows.append(summary("SASRec reference", 1.0, ref_runs, None, None, ref.describe()))
@@ -226,7 +228,7 @@ def main() -> int:
         scratch_runs = [budget_dir(ratio) / f"search-scratch/seed-{s}" for s in seeds]
         nogate_runs = [budget_dir(ratio) / f"search-nogates/seed-{s}" for s in seeds]
         final_runs = [final_dir(ratio, s) for s in seeds]
-        final_scratch_runs = [budget_dir(ratio) / f"search-finalists-scratch/seed-{s}" for s in seeds]
+        final_scratch_runs = [budget_dir(ratio) / f"{final_name}-scratch/seed-{s}" for s in seeds]
         for name, runs, found in (("EASRec search + finalists", final_runs, final_archs[ratio]), ("EASRec search, α choice only", inherit_runs, archs[ratio])):
             desc = "; ".join(sorted({a.describe() for a in found}))
             costs = [cm.cost(a) for a in found]
