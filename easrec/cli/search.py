@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--retrain", choices=["inherit", "scratch"], default="inherit", help="fine-tune inherited weights or retrain from scratch")
     p.add_argument("--search-epochs", type=positive_int, default=20)
     p.add_argument("--finalist-epochs", type=nonneg_int, default=2,
-                   help="fine-tune epochs per finalist (the α choice and the costliest SASRec shape per length that fit); "
+                   help="fine-tune epochs per finalist (the α choice and, per length, the costliest and widest SASRec shapes that fit); "
                         "the best on validation is kept. 0: take α's choice")
     p.add_argument("--epochs", type=positive_int, default=200, help="maximum fine-tuning epochs (early stopping)")
     p.add_argument("--patience", type=positive_int, default=5, help="fine-tune: evaluations without a validation gain")
