@@ -142,6 +142,23 @@ def test_fully_padded_row_is_finite():
     assert torch.isfinite(scores).all()
 
 
+@pytest.mark.parametrize("p", [0.2, 0.5])
+def test_dropout_keeps_one_minus_p_scaled_and_is_the_identity_in_eval(p):
+    from easrec.model.sasrec import dropout
+
+    torch.manual_seed(0)
+    x = torch.ones(200_000)
+    y = dropout(x, p, True)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - (1 - p)) < 0.01
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / (1 - p)))
+    assert abs(y.mean().item() - 1.0) < 0.02  # unbiased, as inverted dropout must be
+    x.requires_grad_(True)
+    dropout(x, p, True).sum().backward()
+    assert set(x.grad.unique().tolist()) <= {0.0, 1 / (1 - p)}
+    assert dropout(x, p, False) is x and dropout(x, 0.0, True) is x
+
+
 @pytest.mark.parametrize("attention,gates", [("softmax", False), ("linear", False), ("softmax", True)],
                          ids=["softmax", "linear", "gates"])
 def test_torch_export(attention, gates):

@@ -221,6 +221,12 @@ def test_plateau_decay_lowers_the_learning_rate_after_evaluations_without_gain(d
     assert {rec["lr"] for rec in flat["history"]} == {1e-12}
 
 
+def test_cosine_schedule_decays_to_zero_over_the_epoch_budget(dataset, tmp_path):
+    """One evaluation per epoch: after epochs 1, 2, 3 of 3 the rate is lr·½(1 + cos(π·k/3)) = 0.75, 0.25, 0 of lr."""
+    metrics = train_run(dataset, DATA_CFG, ARCH, config(lr=4e-3, schedule="cosine"), tmp_path)
+    assert [rec["lr"] for rec in metrics["history"]] == pytest.approx([3e-3, 1e-3, 0.0], abs=1e-12)
+
+
 def test_determinism(dataset, baseline, tmp_path):
     _, first = baseline
     second = train_run(dataset, DATA_CFG, ARCH, config(), tmp_path)
@@ -343,6 +349,7 @@ def test_bce_loss_trains(dataset, tmp_path):
     ({"epochs": 0}, "--epochs"), ({"batch_size": 0}, "--batch-size"), ({"lr": 0.0}, "--lr"),
     ({"loss": "mse"}, "--loss"), ({"patience": 0}, "--patience"), ({"beta2": 1.0}, "--beta2"),
     ({"grad_clip": -1.0}, "--grad-clip"), ({"plateau_factor": 1.5}, "--plateau-factor"), ({"plateau_evals": 0}, "--plateau-evals"),
+    ({"schedule": "linear"}, "--schedule"),
 ])
 def test_train_config_validation(kw, field):
     with pytest.raises(EasrecError, match=field):

@@ -37,6 +37,27 @@ class SoftChoice:
     depth_weights: torch.Tensor | None = None
 
 
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Inverted dropout; on CPU from a uniform draw, which is 4x faster than `F.dropout`'s bernoulli_."""
+    if not training or p == 0.0:
+        return x
+    if x.device.type != "cpu" or p >= 1.0:
+        return F.dropout(x, p, training)
+    # Measured (1 thread, [256, 50, 64]): 4.1 ms against 15.6 ms; F.dropout took 28 % of a training step.
+    return x * ((torch.rand_like(x) >= p) * (1.0 / (1.0 - p)))
+
+
+class Dropout(nn.Module):
+    """`dropout` as a module (no parameters: state dicts are unchanged)."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dropout(x, self.p, self.training)
+
+
 class Gate(nn.Module):
     """EASRec's data-aware gate: g(X) = γ · sigmoid(W2 relu(W1 X + b1) + b2), γ = 2."""
 
@@ -92,7 +113,7 @@ class Attention(nn.Module):
         q, k, v = proj(self.q, xq), proj(self.k, x), proj(self.v, x)
         if kind == "softmax":
             att = q @ k.transpose(-1, -2) * (1.0 / math.sqrt(hs)) + mask
-            y = F.dropout(att.softmax(dim=-1), self.dropout, self.training) @ v
+            y = dropout(att.softmax(dim=-1), self.dropout, self.training) @ v
         else:
             fq = F.normalize(F.elu(q) + 1.0, dim=-1)
             fk = F.normalize(F.elu(k) + 1.0, dim=-1) * keep.view(B, 1, L, 1)
@@ -192,7 +213,7 @@ class SASRec(nn.Module):
             Block(arch.d, layer.heads, arch.head_size, layer.ffn, arch.gates, dropout) for layer in arch.layers
         )
         self.ln_in = nn.LayerNorm(arch.d)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         causal = torch.triu(torch.full((arch.max_len, arch.max_len), NEG), diagonal=1)
         self.register_buffer("causal", causal, persistent=False)
         self.apply(_init_weights)

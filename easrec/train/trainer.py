@@ -47,6 +47,8 @@ class TrainConfig:
     # (1.0: constant learning rate). Patience still counts every evaluation without a gain.
     plateau_factor: float = 1.0
     plateau_evals: int = 2
+    # "constant", or "cosine": decay to 0 over `epochs` epochs (after the warm-up), so `epochs` is a budget.
+    schedule: str = "constant"
     stride: int = 0  # training windows end every `stride` items (0 = max_len: consecutive windows)
     loss: str = "ce"
     # "last": one sample per training prefix, loss on its newest item (RecBole's; the measured default, see
@@ -78,6 +80,8 @@ class TrainConfig:
             raise EasrecError(f"--grad-clip must be at least 0 (0 = off), got {self.grad_clip}")
         if not self.lr > 0:
             raise EasrecError(f"--lr must be positive, got {self.lr}")
+        if self.schedule not in ("constant", "cosine"):
+            raise EasrecError(f"--schedule must be constant or cosine, got {self.schedule!r}")
         if self.targets not in ("all", "last"):
             raise EasrecError(f"--targets must be all or last, got {self.targets!r}")
         if self.loss not in ("ce", "sampled-ce", "bce"):
@@ -186,8 +190,13 @@ def train_model(
                     "optimizer": opt.state_dict(), "generator": gen_state, "torch_rng": torch_rng,
                     "state": state, "config": asdict(cfg)}, ckpt_path)
 
+    total_steps = cfg.epochs * math.ceil(len(inputs) / cfg.batch_size)
+
     def lr_at(step: int) -> float:
         lr = cfg.lr * state.get("lr_scale", 1.0)
+        if cfg.schedule == "cosine" and step >= cfg.warmup_steps:
+            done = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
+            lr *= 0.5 * (1.0 + math.cos(math.pi * min(1.0, done)))
         return lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else lr
 
     def evaluate() -> dict:
