@@ -227,6 +227,51 @@ def test_cosine_schedule_decays_to_zero_over_the_epoch_budget(dataset, tmp_path)
     assert [rec["lr"] for rec in metrics["history"]] == pytest.approx([3e-3, 1e-3, 0.0], abs=1e-12)
 
 
+def test_weight_average_is_what_is_evaluated_and_kept(dataset, tmp_path):
+    """With --ema the model evaluated, selected and returned is the running average, not the last weights."""
+    split = dataset.split()
+    torch.manual_seed(0)
+    model = SASRec(ARCH, dataset.n_items, 0.2)
+    cfg = config(epochs=2, ema=0.9)
+    live: list[torch.Tensor] = []
+    result = train_model(model, split, cfg, tmp_path, step_hook=lambda step: live.append(
+        torch.cat([p.detach().flatten().clone() for p in model.parameters()])))
+    # The average by hand over the live weights after every step, with the trainer's decay warm-up.
+    torch.manual_seed(0)
+    avg = torch.cat([p.detach().flatten() for p in SASRec(ARCH, dataset.n_items, 0.2).parameters()])
+    for step, w in enumerate(live[:result.best_step]):
+        decay = min(0.9, (1 + step) / (10 + step))
+        avg = avg + (1 - decay) * (w - avg)
+    kept = torch.cat([p.detach().flatten() for p in model.parameters()])
+    assert torch.allclose(kept, avg, atol=1e-5)  # the average at the selected step
+    assert not torch.allclose(kept, live[result.best_step - 1], atol=1e-4)  # not that step's live weights
+    # The returned model scores what the selection saw.
+    assert evaluate_model(model, split, "valid")["ndcg@10"] == pytest.approx(result.best_valid["ndcg@10"], abs=1e-12)
+    # A checkpoint carries the average, so a resumed run continues it; one without it is refused.
+    saved = load_torch(tmp_path / CHECKPOINT_FILE)
+    assert len(saved["ema"]) == len(list(model.parameters()))
+    saved["ema"] = []
+    save_torch(saved, tmp_path / CHECKPOINT_FILE)
+    torch.manual_seed(0)
+    with pytest.raises(EasrecError, match="ema"):
+        train_model(SASRec(ARCH, dataset.n_items, 0.2), split, config(epochs=3, ema=0.9), tmp_path, resume=True)
+
+
+def test_resume_with_weight_average_matches_uninterrupted(dataset, tmp_path):
+    cfg = config(epochs=3, ema=0.95)
+    full = train_run(dataset, DATA_CFG, ARCH, cfg, tmp_path / "full")
+
+    def interrupt(rec: dict) -> None:
+        if rec["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_run(dataset, DATA_CFG, ARCH, cfg, tmp_path / "cut", on_epoch=interrupt)
+    resumed = train_run(dataset, DATA_CFG, ARCH, cfg, tmp_path / "cut", resume=True)
+    assert history_metrics(resumed) == history_metrics(full)
+    assert resumed["test"] == full["test"]
+
+
 def test_determinism(dataset, baseline, tmp_path):
     _, first = baseline
     second = train_run(dataset, DATA_CFG, ARCH, config(), tmp_path)
@@ -349,7 +394,7 @@ def test_bce_loss_trains(dataset, tmp_path):
     ({"epochs": 0}, "--epochs"), ({"batch_size": 0}, "--batch-size"), ({"lr": 0.0}, "--lr"),
     ({"loss": "mse"}, "--loss"), ({"patience": 0}, "--patience"), ({"beta2": 1.0}, "--beta2"),
     ({"grad_clip": -1.0}, "--grad-clip"), ({"plateau_factor": 1.5}, "--plateau-factor"), ({"plateau_evals": 0}, "--plateau-evals"),
-    ({"schedule": "linear"}, "--schedule"),
+    ({"schedule": "linear"}, "--schedule"), ({"ema": 1.0}, "--ema"), ({"ema": -0.1}, "--ema"),
 ])
 def test_train_config_validation(kw, field):
     with pytest.raises(EasrecError, match=field):
