@@ -14,7 +14,7 @@ class Preset:
     baseline: dict = field(default_factory=lambda: reference_arch().to_dict())
     space: dict = field(default_factory=lambda: SearchSpace().to_dict())
     epochs: int = 200
-    patience: int = 5
+    patience: int = 10
     lr: float = 1e-3
     batch_size: int = 256
     targets: str = "last"  # training samples of the baseline and the fine-tune (`TrainConfig.targets`)

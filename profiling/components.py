@@ -320,11 +320,26 @@ def candidate_programs(space, extra: Iterable[Arch] = ()) -> list[Arch]:
     return [a for _, a in out]
 
 
-def design_programs(space, extra: Iterable[Arch] = ()) -> ProgramDesign:
+def deep_programs(space, extra: Iterable[Arch] = ()) -> list[Arch]:
+    """Three- and four-block programs per (L, d, attention) group: extra least-squares rows, so that inner
+    blocks are also fitted where deep models run them (the basis alone is one and two blocks deep)."""
+    out: list[Arch] = []
+    for (L, d, kind, hs), g in _groups(space, list(extra)).items():
+        pairs = [LayerArch(h, f) for h in sorted(g["heads"]) for f in sorted(g["ffns"])]
+        big, mid, last = pairs[-1], pairs[len(pairs) // 2], pairs[0]
+        out.append(Arch(L, d, (big, big, last), kind, False, hs))
+        out.append(Arch(L, d, (mid, mid, mid, last), kind, False, hs))
+        if True in g["gates"]:
+            out.append(Arch(L, d, (mid, mid, mid, last), kind, True, hs))
+    return out
+
+
+def design_programs(space, extra: Iterable[Arch] = (), deep: bool = False) -> ProgramDesign:
     """The fewest whole programs that pin down every entry whole programs can pin down (greedy, by rank).
 
     Candidates come cheapest first (`candidate_programs`); one is kept when its component counts are
-    not a combination of the kept ones'. The overhead program comes first.
+    not a combination of the kept ones'. The overhead program comes first. `deep` adds
+    `deep_programs` as extra rows (they add no rank; the entries become a least-squares fit over them too).
     """
     extra = list(extra)
     unknowns = [c.id() for c in space_components(space, extra)]
@@ -366,6 +381,12 @@ def design_programs(space, extra: Iterable[Arch] = ()) -> ProgramDesign:
             programs.append((pid, arch))
         if rank == len(unknowns):
             break
+    if deep:
+        for arch in deep_programs(space, extra):
+            pid = program_id(arch)
+            if pid not in seen and all(cid in index for cid in program_row(arch)):
+                seen.add(pid)
+                programs.append((pid, arch))
     design = ProgramDesign(programs, unknowns, rank, len(cands))
     covered = set()
     for _, arch in programs:

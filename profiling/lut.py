@@ -58,6 +58,7 @@ def build_lut(
     chunk: int = 48,
     cache: bool | str | Path | None = True,
     seed: int = 0,
+    deep: bool = False,
 ) -> LatencyTable:
     """Measure the whole programs that pin down every component of `space` (plus `extra`, default the
     reference SASRec) and solve the entries into `out`.
@@ -66,7 +67,8 @@ def build_lut(
     measured again; the file is rewritten atomically after every group of `chunk` programs (and on
     Ctrl-C). Lowered graphs come from the cache (`cache`: True for `lowering_cache_dir()`, a folder,
     or None). Entries that break monotonicity beyond noise get their programs re-measured (at most
-    `settings.remeasure_passes` times). `progress(done, total, what)` counts measured programs.
+    `settings.remeasure_passes` times). `progress(done, total, what)` counts measured programs. `deep` also
+    measures three- and four-block programs as extra least-squares rows (`deep_programs`).
     """
     check(runtime, dtype)
     if batch != 1:
@@ -95,9 +97,9 @@ def build_lut(
     started = datetime.datetime.now().isoformat(timespec="seconds")
     monitor = protocol.LoadMonitor()
     t_design = protocol.Clock()
-    design = design_programs(space, extra)
+    design = design_programs(space, extra, deep=deep)
     data["design"] = {"programs": len(design.programs), "unknowns": len(design.unknowns), "rank": design.rank,
-                      "gauge": design.gauge, "candidates": design.candidates}
+                      "gauge": design.gauge, "candidates": design.candidates, "deep": deep}
     programs = data.setdefault("programs", {})
     timing = data.setdefault("timing", {"lowering_s": 0.0, "measuring_s": 0.0, "solving_s": 0.0,
                                         "graphs_lowered": 0, "graphs_from_cache": 0})

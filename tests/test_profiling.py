@@ -244,6 +244,24 @@ def test_entries_solved_from_whole_programs_reproduce_every_architecture(tmp_pat
     assert data["canary_ref_ms"] == pytest.approx(0.1) and data["method"] == "in-context-1"
 
 
+def test_deep_programs_are_extra_rows_that_keep_an_additive_device_exact(tmp_path, fake_lowering):
+    """deep=True also measures three- and four-block programs; they add no rank, and on an additive device the
+    over-determined solve still reproduces every architecture."""
+    basis = design_programs(SMALL, [])
+    deep = design_programs(SMALL, [], deep=True)
+    added = deep.programs[len(basis.programs):]
+    assert deep.programs[:len(basis.programs)] == basis.programs and deep.rank == basis.rank
+    assert added and all(a.depth in (3, 4) for _, a in added)
+    assert len({p for p, _ in deep.programs}) == len(deep.programs)
+    table = build_lut(FakeDevice(), SMALL, "torch", "fp32", N_ITEMS, 1, tmp_path / "lut.json", settings=FAKE, workers=0,
+                      extra=[], chunk=4, cache=tmp_path / "cache", deep=True)
+    assert set(table.data["programs"]) == {p for p, _ in deep.programs} and table.data["design"]["deep"] is True
+    rng = __import__("random").Random(7)
+    for _ in range(20):
+        arch = SMALL.sample(rng)
+        assert table.raw_cost(arch) == pytest.approx(synth_total(arch), rel=1e-6)
+
+
 def test_an_outlier_program_is_remeasured_until_monotone(tmp_path, fake_lowering):
     victim = "program/L=10/d=16/kind=softmax/hs=16/gates=0/layers=1x32"
     dev = FakeDevice(outliers={victim: (3.0, FAKE.rounds)})  # slow for its whole first session

@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="fine-tune epochs per finalist (the α choice and, per length, the costliest and widest SASRec shapes that fit); "
                         "the best on validation is kept. 0: take α's choice")
     p.add_argument("--epochs", type=positive_int, default=200, help="maximum fine-tuning epochs (early stopping)")
-    p.add_argument("--patience", type=positive_int, default=5, help="fine-tune: evaluations without a validation gain")
+    p.add_argument("--patience", type=positive_int, default=10, help="fine-tune: evaluations without a validation gain")
     p.add_argument("--targets", choices=["last", "all"], default="last", help="fine-tune samples (see `easrec train --targets`)")
     p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--lr", type=positive_float, default=1e-3)

@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gates", action="store_true", help="add EASRec's data-aware gates to every block")
     p.add_argument("--dropout", type=probability, default=0.5, help="dropout on embeddings and residual branches (0.5 measured best on ml-100k)")
     p.add_argument("--epochs", type=positive_int, default=200, help="maximum epochs (early stopping usually ends sooner)")
-    p.add_argument("--patience", type=positive_int, default=5, help="evaluations without validation NDCG@10 gain before stopping")
+    p.add_argument("--patience", type=positive_int, default=10,
+                   help="evaluations without validation NDCG@10 gain before stopping (RecBole's 10; 5 halves the time for -0.0035 NDCG@10 on ml-100k)")
     p.add_argument("--eval-every", type=nonneg_int, default=0,
                    help="training targets (next-item predictions) between evaluations; 0 = once per epoch")
     p.add_argument("--warmup-steps", type=nonneg_int, default=0, help="linear learning-rate warm-up steps")
