@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="validation subnets' seed")
     ap.add_argument("--table", type=Path, default=None, help="where the deep table is built (default: results/lut_default_<rt>_<dtype>_deep.json)")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--no-deep", action="store_true", help="build the basis only (then both solves are the same table)")
     args = ap.parse_args(argv)
 
     from easrec.devices import get_device
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
 
     monitor = LoadMonitor()
     t0 = time.perf_counter()
-    table = build_lut(device, space, args.runtime, args.dtype, args.items, 1, table_path, extra=extra, deep=True,
+    table = build_lut(device, space, args.runtime, args.dtype, args.items, 1, table_path, extra=extra, deep=not args.no_deep,
                       progress=lambda d, n, w: log(f"build {d}/{n} {w}") if d == n or d % 50 == 0 else None)
     build_s = time.perf_counter() - t0
     log(f"built {table_path}: {len(table.data['programs'])} programs, {build_s:.0f} s")
