@@ -1,8 +1,8 @@
 """Does a latency-table correction chosen on one set of subnets hold on a fresh one? (issue 11)
 
-`easrec profile validate` fits each correction kind on half of its random subnets and scores it on the
-other half, so a correction kind *designed* after looking at one validation (affine_blocks was) is
-still scored on subnets its design has seen. This script takes two validations of the same table,
+`easrec profile validate` scores each correction kind by cross-validation over its own random subnets,
+so a correction kind *designed* after looking at one validation (affine_blocks was) is still scored on
+subnets its design has seen. This script takes two validations of the same table,
 for example the committed one (`--seed 0`) and a fresh one on a copy (`--seed 1`):
 
     cp benchmarks/results/lut_default_executorch_int8.json /tmp/int8_seed1.json

@@ -3,7 +3,8 @@
 For each config (default: ExecuTorch fp32, ExecuTorch int8, ONNX Runtime fp32, 1 thread) this builds
 (or resumes) `benchmarks/results/lut_<space>_<runtime>_<dtype>.json` with the in-context method
 (whole programs, `easrec.profiling.lut.build_lut`), validates it on `--subnets` random subnets (the
-correction is fitted on half and scored on the held-out half; ≥ 10 subnets are measured twice for the
+correction is chosen and scored by 5-fold cross-validation, so every subnet is held out once; ≥ 10
+subnets are measured twice for the
 test-retest noise floor), optionally rebuilds it once more from the lowered-graph cache
 (`--rebuild-cached`: the build time when every graph is cached), and compares with the analytic FLOPs
 model fitted the same way. Prints one table (within ±10 %, MAPE, Kendall τ, noise floor, build
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_table(report: dict) -> None:
-    """The results table (held-out halves; noise floor = two measurements of one file within ±10 %)."""
+    """The results table (cross-validated: every subnet held out once; noise floor = two measurements of one file within ±10 %)."""
     head = (f"{'config':28s} {'progs':>5s} {'build s (lower+meas)':>21s} {'cached s':>8s} {'val s':>6s} {'n':>3s} | "
             f"{'corr':8s} {'±10%':>5s} {'MAPE':>6s} {'τ':>5s} | {'floor ±10%':>10s} {'floor MAPE':>10s} | "
             f"{'FLOPs ±10%':>10s} {'MAPE':>6s} {'τ':>5s} | load build / val")
@@ -167,7 +168,7 @@ def print_table(report: dict) -> None:
               f"{floor:>10s} {floor_mape:>10s} | {100 * ft['within_10pct']:9.0f}% {ft['mape_pct']:5.1f}% {ft['kendall_tau']:5.2f} | "
               f"{_load(c.get('build_load_average'))} / {_load(c.get('validate_load_average'))}")
     dev = report.get("device") or {}
-    print(f"(held-out half of the subnets; CPU {dev.get('cpu')}, {report.get('threads')} thread; load = 1-minute load "
+    print(f"(5-fold cross-validation, every subnet held out once; CPU {dev.get('cpu')}, {report.get('threads')} thread; load = 1-minute load "
           f"average mean (min–max) on {dev.get('cores')} cores)")
 
 

@@ -3,7 +3,7 @@
 Builds the default-space table with `deep=True` (the basis of one- and two-block programs plus
 `deep_programs` as extra rows), validates it on N random subnets, then solves the entries a second
 time from the same program measurements without the deep rows and scores both tables on the same
-subnet measurements, with every correction fitted on half the subnets and scored on the other half.
+subnet measurements, with every correction scored by 5-fold cross-validation (each subnet held out once).
 The comparison is paired: nothing is measured twice, so session drift cannot favour either solve.
 
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/lut_deep_rows.py --runtime onnxruntime --subnets 50 \
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
               "programs": len(data["programs"]), "build_s": build_s,
               "validation_s": val_s, "load_average": monitor.summary(), "noise_floor": validation.get("noise_floor"),
               "results": {}}
-    print(f"\n{name}, {args.subnets} subnets (held-out half), load {monitor.summary()}")
+    print(f"\n{name}, {args.subnets} subnets (5-fold cross-validated), load {monitor.summary()}")
     print(f"{'solve':<12} {'correction':<14} {'±10 %':>6} {'MAPE':>6} {'tau':>5}  pred/meas by depth")
     for label, summary in scored.items():
         chosen = summary["corrections"]["chosen"]

@@ -159,7 +159,7 @@ def section_lut(doc: Document, lut: Any, models: dict) -> None:
     pred = [a * r["lut_sum_ms"] + b for r in rows]
     meas = [r["measured_ms"] for r in rows]
     t = fit.get("test") or {}
-    title = (f"{len(rows)} subnets; test half: {t.get('within_10pct', float('nan')):.0%} within ±10 %, "
+    title = (f"{len(rows)} subnets; {val.get('scored_by', 'held-out half')}: {t.get('within_10pct', float('nan')):.0%} within ±10 %, "
              f"MAPE {t.get('mape_pct', float('nan')):.1f} %, Kendall τ {t.get('kendall_tau', float('nan')):.2f}")
     hl = [{"predicted": mod["predicted_ms"], "measured": mod["measured_ms"], "label": mod["label"]}
           for mod in models.values() if is_num(mod["predicted_ms"]) and is_num(mod["measured_ms"])]
@@ -169,7 +169,8 @@ def section_lut(doc: Document, lut: Any, models: dict) -> None:
     score_rows = []
     for split in ("test", "all"):
         s = fit.get(split) or {}
-        score_rows.append([f"LUT ({split})", s.get("n"), s.get("within_10pct"), s.get("mape_pct"), s.get("kendall_tau")])
+        label = "cross-validated" if split == "test" and val.get("scored_by") else split
+        score_rows.append([f"LUT ({label})", s.get("n"), s.get("within_10pct"), s.get("mape_pct"), s.get("kendall_tau")])
     fl = val.get("flops") or {}
     if fl.get("test"):
         s = fl["test"]

@@ -70,6 +70,27 @@ def split(n: int, seed: int = 0) -> tuple[list[int], list[int]]:
     return sorted(idx[:half]), sorted(idx[half:])
 
 
+def folds(n: int, k: int = 5, seed: int = 0) -> list[list[int]]:
+    """`k` random folds of range(n) of near-equal size (k capped at n), for cross-validation."""
+    idx = list(range(n))
+    random.Random(seed + 1).shuffle(idx)
+    k = max(1, min(k, n))
+    return [sorted(idx[i::k]) for i in range(k)]
+
+
+def evaluate_cv(pred: Sequence[float], measured: Sequence[float], fold_list: Sequence[Sequence[int]]) -> dict[str, Any]:
+    """The affine correction cross-validated: each fold predicted by a fit on the others (`test`), and fitted on all."""
+    p, m = np.asarray(pred, float), np.asarray(measured, float)
+    out_of_fold = np.empty_like(m)
+    for fold in fold_list:
+        rest = np.setdiff1d(np.arange(len(m)), fold)
+        a, b = fit_affine(p[rest], m[rest])
+        out_of_fold[list(fold)] = a * p[list(fold)] + b
+    a, b = fit_affine(p, m)
+    return {"a": a, "b": b, "test": score(out_of_fold, m), "all": score(a * p + b, m), "raw_all": score(p, m),
+            "kendall_tau_all": kendall_tau(p, m)}
+
+
 def noise_floor(rows: list[dict[str, Any]], key: str = "measured_ms", retest_key: str = "retest_ms") -> dict[str, Any] | None:
     """Test-retest agreement of subnets measured twice: share within ±10 %, MAPE, worst disagreement."""
     pairs = [(r[key], r[retest_key]) for r in rows if r.get(retest_key) is not None and r.get(key)]

@@ -11,8 +11,9 @@ Test-retest noise floor: the first `retest` subnets (≥ 10 by default) are load
 time, in a separate session; the share of them whose two measurements agree within ±10 % is the best
 any predictor can score on this machine at this load (printed beside the predictor's share).
 
-Corrections (none, affine, per component type: `easrec.profiling.corrections`) are fitted on half
-the subnets and scored on the other half (held out); the one with the lowest held-out MAPE is stored in the LUT (`correction`) and applied per component
+Corrections (none, affine, per component type: `easrec.profiling.corrections`) are scored by 5-fold
+cross-validation (each subnet predicted by a fit on the other four fifths, so all N are held out once);
+the one with the lowest cross-validated MAPE is fitted on all N, stored in the LUT (`correction`) and applied per component
 by `LatencyTable.component_cost`, so the corrected cost stays additive. The analytic FLOPs model gets
 the affine treatment on the same subnets, for comparison.
 """
@@ -31,14 +32,17 @@ from easrec.errors import EasrecError
 from easrec.io import atomic_write_json
 from easrec.profiling import protocol
 from easrec.profiling.corrections import (
-    GROUPS, RIDGES, TIED, TYPES, block_counts, compare_corrections, correction_params, fit_per_type, grouped, predict, type_matrix,
+    GROUPS, RIDGES, TIED, TYPES, block_counts, compare_corrections, correction_params, cross_validate_corrections, fit_per_type,
+    grouped, predict, type_matrix,
 )
-from easrec.profiling.scores import evaluate, fit_affine, kendall_tau, noise_floor, score, split
+from easrec.profiling.scores import evaluate, evaluate_cv, fit_affine, folds, kendall_tau, noise_floor, score, split
 from easrec.profiling.subnets import sample_archs, subnet_module
 from easrec.profiling.table import LatencyTable, device_fingerprint
 from easrec.space import Arch
 
 log = logging.getLogger(__name__)
+
+CV_FOLDS = 5  # folds of the cross-validation that scores and chooses the correction
 
 # Re-exported: the validation's parts, where callers have always found them.
 __all__ = [
@@ -147,7 +151,8 @@ def validate_lut(
     if write:
         data = table.data
         chosen = result["corrections"]["candidates"][result["corrections"]["chosen"]]["params"]
-        data["correction"] = {**chosen, "fitted_on": len(result["fit_idx"]), "selected_by": "held-out MAPE"}
+        data["correction"] = {**chosen, "fitted_on": result["n_subnets"],
+                              "selected_by": f"MAPE of {result['scored_by']}"}
         data["validation"] = result
         data.setdefault("load_average", {})["validation"] = load
         if data.get("canary_ref_ms") is None and canary_ref is not None:
@@ -159,8 +164,9 @@ def validate_lut(
 def refit_correction(lut_path: str | Path, *, write: bool = True) -> dict[str, Any]:
     """Choose the correction again from the subnets the table's validation stored (nothing is measured).
 
-    For a table validated before a correction kind existed: the same measurements, the same fit / held-out
-    split, every kind of this easrec; the validation's timing, canary and load are kept.
+    For a table validated before a correction kind or the cross-validation existed: the same measurements,
+    every kind of this easrec, scored the way this easrec scores them; the validation's timing, canary and
+    load are kept.
     """
     lut_path = Path(lut_path)
     table = LatencyTable.load(lut_path)
@@ -174,31 +180,36 @@ def refit_correction(lut_path: str | Path, *, write: bool = True) -> dict[str, A
             raise EasrecError(f"{lut_path}: field 'validation.subnets[{i}]' lacks 'arch' or 'measured_ms'")
         r["type_sums"] = table.type_sums(Arch.from_dict(r["arch"]))  # from the entries as they are now
         r["lut_sum_ms"] = sum(r["type_sums"].values())
-    result = {**old, **summarize_rows(rows, int(old.get("seed") or 0))}
+    # Keys of the older single-split scoring would otherwise survive beside the new ones.
+    kept = {k: v for k, v in old.items() if k not in ("fit_idx", "test_idx")}
+    result = {**kept, **summarize_rows(rows, int(old.get("seed") or 0))}
     result["refit"] = {"from": (table.data.get("correction") or {}).get("kind"),
                        "at": datetime.datetime.now().isoformat(timespec="seconds")}
     if write:
         chosen = result["corrections"]["candidates"][result["corrections"]["chosen"]]["params"]
-        table.data["correction"] = {**chosen, "fitted_on": len(result["fit_idx"]), "selected_by": "held-out MAPE"}
+        table.data["correction"] = {**chosen, "fitted_on": result["n_subnets"],
+                              "selected_by": f"MAPE of {result['scored_by']}"}
         table.data["validation"] = result
         atomic_write_json(lut_path, table.data)
     return result
 
 
-def summarize_rows(rows: list[dict[str, Any]], seed: int = 0) -> dict[str, Any]:
+def summarize_rows(rows: list[dict[str, Any]], seed: int = 0, n_folds: int = CV_FOLDS) -> dict[str, Any]:
     """Metrics for measured rows (`measured_ms`, `lut_sum_ms`, `mflops`, optional `type_sums`, `retest_ms`):
-    corrections compared on held-out subnets, the chosen one as `lut`, FLOPs (affine) for comparison,
-    the test-retest noise floor."""
+    corrections compared by k-fold cross-validation (every subnet held out once), the chosen one fitted on
+    all subnets as `lut`, FLOPs (affine, same folds) for comparison, the test-retest noise floor; the older
+    single half split is kept beside it as `split_half`."""
     measured = [r["measured_ms"] for r in rows]
-    fit_idx, test_idx = split(len(rows), seed)
-    corr = compare_corrections(rows, fit_idx, test_idx)
+    fold_list = folds(len(rows), n_folds, seed)
+    corr = cross_validate_corrections(rows, fold_list)
     chosen = corr["candidates"][corr["chosen"]]
     params = chosen["params"]
     S = type_matrix(rows)
     pred = predict(params, S, block_counts(rows))
     sums = np.array([r["lut_sum_ms"] for r in rows], float)
-    for r, p in zip(rows, pred):
+    for r, p, q in zip(rows, pred, chosen["out_of_fold_ms"]):
         r["predicted_ms"] = float(p)
+        r["cv_predicted_ms"] = float(q)
     if params["kind"] == "per_type":
         # For plots that draw a·Σ + b: the affine view of the chosen predictions (exact for none/affine).
         a, b = fit_affine(sums, pred)
@@ -207,6 +218,8 @@ def summarize_rows(rows: list[dict[str, Any]], seed: int = 0) -> dict[str, Any]:
     lut = {"kind": params["kind"], "a": a, "b": b, "factors": params.get("factors"), "per_block": params.get("per_block"),
            "test": chosen["test"],
            "all": chosen["all"], "fit": chosen["fit"], "raw_all": score(sums, measured), "kendall_tau_all": kendall_tau(sums, measured)}
+    fit_idx, test_idx = split(len(rows), seed)
+    half = compare_corrections(rows, fit_idx, test_idx)
     floor = noise_floor(rows)
     floor_raw = noise_floor(rows, "raw_ms", "retest_raw_ms")
     floor_norm = noise_floor(rows, "normalized_ms", "retest_normalized_ms")
@@ -218,13 +231,15 @@ def summarize_rows(rows: list[dict[str, Any]], seed: int = 0) -> dict[str, Any]:
         floors[stat] = noise_floor(pairs, "a", "b")
     result = {
         "n_subnets": len(rows),
-        "fit_idx": fit_idx,
-        "test_idx": test_idx,
+        "scored_by": f"{len(fold_list)}-fold cross-validation",
+        "folds": fold_list,
         "lut": lut,
         "corrections": {"chosen": corr["chosen"],
                         "candidates": {k: {"params": v["params"], "test": v["test"], "fit": v["fit"]}
                                        for k, v in corr["candidates"].items()}},
-        "flops": evaluate([r["mflops"] for r in rows], measured, fit_idx, test_idx),
+        "split_half": {"fit_idx": fit_idx, "test_idx": test_idx, "chosen": half["chosen"],
+                       "test": {k: v["test"] for k, v in half["candidates"].items()}},
+        "flops": evaluate_cv([r["mflops"] for r in rows], measured, fold_list),
         "noise_floor": floor,
         "noise_floor_raw": floor_raw,
         "noise_floor_normalized": floor_norm,

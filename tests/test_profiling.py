@@ -391,7 +391,7 @@ def test_validation_reports_noise_floor_and_picks_a_correction(tmp_path, fake_lo
     assert rows["correction chosen"].startswith(res["corrections"]["chosen"])
     assert "lowering" in rows["time (s)"] and "cores" in rows["load average"]
     data = json.loads((tmp_path / "lut.json").read_text())
-    assert data["correction"]["selected_by"] == "held-out MAPE" and data["load_average"]["validation"]
+    assert data["correction"]["selected_by"] == "MAPE of 5-fold cross-validation" and data["load_average"]["validation"]
     for r in res["subnets"]:
         assert r["lut_sum_ms"] == pytest.approx(sum(r["type_sums"].values()))
         assert r["predicted_ms"] == pytest.approx(LatencyTable.load(tmp_path / "lut.json").cost(Arch.from_dict(r["arch"])))
@@ -642,7 +642,36 @@ def test_metrics_on_synthetic_numbers():
     rows = [{"measured_ms": m, "lut_sum_ms": p, "mflops": p * p} for p, m in zip(pred, meas)]
     res = summarize_rows(rows)
     assert res["lut"]["test"]["within_10pct"] == 1.0
-    assert sorted(res["fit_idx"] + res["test_idx"]) == list(range(8)) and not set(res["fit_idx"]) & set(res["test_idx"])
+    # Every subnet is held out exactly once across the folds, and the held-out score covers all of them.
+    assert sorted(i for fold in res["folds"] for i in fold) == list(range(8))
+    assert res["lut"]["test"]["n"] == 8 and res["flops"]["test"]["n"] == 8
+    half = res["split_half"]
+    assert sorted(half["fit_idx"] + half["test_idx"]) == list(range(8)) and not set(half["fit_idx"]) & set(half["test_idx"])
+
+
+def test_cross_validation_predicts_each_subnet_without_it():
+    from easrec.profiling.corrections import cross_validate_corrections
+    from easrec.profiling.scores import folds
+
+    # measured = 2 · sum, except subnet 3, measured 10x too slow: an affine fit that saw it would be pulled.
+    sums = np.arange(1.0, 11.0)
+    meas = 2.0 * sums
+    meas[3] *= 10
+    rows = [{"measured_ms": m, "lut_sum_ms": p} for p, m in zip(sums, meas)]
+    fold_list = folds(len(rows), 5, seed=0)
+    assert len(fold_list) == 5 and sorted(i for f in fold_list for i in f) == list(range(10))
+    assert sorted(folds(3, 5)) == [[0], [1], [2]]  # never more folds than subnets
+    cv = cross_validate_corrections(rows, fold_list)
+    oof = np.array(cv["candidates"]["affine"]["out_of_fold_ms"])
+    for fold in fold_list:
+        rest = [i for i in range(10) if i not in fold]
+        a, b = fit_affine(sums[rest], meas[rest])
+        np.testing.assert_allclose(oof[fold], a * sums[fold] + b)
+    # Held-out scores are out of fold: the fit on all subnets scores better in sample than out of fold.
+    aff = cv["candidates"]["affine"]
+    assert aff["test"]["n"] == 10 and aff["test"]["mape_pct"] > aff["fit"]["mape_pct"]
+    # `none` never fits anything: its out-of-fold predictions are the sums themselves.
+    np.testing.assert_allclose(cv["candidates"]["none"]["out_of_fold_ms"], sums)
 
 
 # ------------------------------------------------------------------ real builds

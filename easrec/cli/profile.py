@@ -187,7 +187,7 @@ def validation_rows(res: dict) -> list[tuple[str, object]]:
     """The summary rows `easrec profile validate` prints for a `validate_lut` result."""
     lut, flops = res["lut"], res["flops"]
     rows = [
-        ("subnets", f"{res['n_subnets']} (correction fitted on {len(res['fit_idx'])}, scored on {len(res['test_idx'])})"),
+        ("subnets", f"{res['n_subnets']} (each held out once: {res.get('scored_by', 'cross-validation')})"),
         ("correction", "measured ≈ Σ factor(type) · LUT(type) + {:.3f} ms, factors {}".format(
             lut["b"], ", ".join(f"{k} {v:.2f}" for k, v in lut["factors"].items()))
          if lut.get("kind") == "per_type" else
@@ -203,7 +203,7 @@ def validation_rows(res: dict) -> list[tuple[str, object]]:
     ]
     chosen = (res.get("corrections") or {}).get("chosen")
     if chosen:
-        rows.insert(1, ("correction chosen", f"{chosen} (lowest held-out error of "
+        rows.insert(1, ("correction chosen", f"{chosen} (lowest cross-validated error of "
                                               f"{', '.join(res['corrections']['candidates'])})"))
     floor = res.get("noise_floor")
     if floor:
