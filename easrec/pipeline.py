@@ -350,7 +350,8 @@ class Pipeline:
         sub, base = self.run_dir.measured_ms("subnet"), self.run_dir.measured_ms("baseline")
         check = self.run_dir.budget_check()
         return {"subnet_ms": sub, "baseline_ms": base, "speedup": base / sub,
-                "budget_ms": check["budget_ms"], "measured_over_budget": check["measured_over_budget"]}
+                "budget_ms": check["budget_ms"], "measured_over_budget": check["measured_over_budget"],
+                "measured_ratio_over_budget_ratio": check["measured_ratio_over_budget_ratio"]}
 
     def stage_energy(self) -> dict:
         from easrec.profiling.energy import artifact_inputs, measure_energy

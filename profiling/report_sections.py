@@ -84,7 +84,10 @@ def section_compare(doc: Document, run: RunInputs, base: RunInputs | None, lut: 
     doc.table(["", *(models[n]["label"] for n in names)], rows)
     if base and all(models[n]["measured_ms"] for n in names):
         ratio = models["subnet"]["measured_ms"] / models["baseline"]["measured_ms"]
-        doc.p(f"Measured latency ratio subnet / baseline: {ratio:.3f}.")
+        asked = search.budget / search.reference_cost if search and search.cost_unit == "ms" and search.reference_cost else None
+        # Both measured in this run, so a session running faster or slower than the table's build cancels out.
+        doc.p(f"Measured latency ratio subnet / baseline: {ratio:.3f}"
+              + (f", against the budget's ratio {asked:.3f} ({ratio / asked:.2f}×)." if asked else "."))
     if not bench:
         doc.missing("no latency measurements (RUN/bench.json): measured latencies come from metrics.json only")
 

@@ -246,6 +246,8 @@ def test_bench_reports_the_measured_latency_beside_the_budget(lut_pipe, monkeypa
     assert result["measured_over_budget"] == pytest.approx(1.05) and result["speedup"] == pytest.approx(3.0 / 2.1)
     summary = pipe.summary()
     assert summary["measured_ms"] == 2.1 and summary["budget_ms"] == 2.0 and summary["measured_over_budget"] == pytest.approx(1.05)
+    # No reference cost in this record: the ratio view says nothing rather than guess.
+    assert summary["measured_ratio"] == pytest.approx(0.7) and summary["measured_ratio_over_budget_ratio"] is None
 
 
 def test_run_options_carry_the_device_options(tmp_path, tiny_preset):

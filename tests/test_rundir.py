@@ -134,10 +134,14 @@ def test_measured_latency_from_bench_rows_and_from_a_run_benched_before_bench_js
     """bench.json is the source of measured latency; an older run that kept it in metrics.json still reads."""
     _write(tmp_path / "metrics.json", {**SEARCH, "measured_ms": 1.9})
     run = RunDir(tmp_path)
-    assert run.budget_check() == {"predicted_ms": 0.95, "budget_ms": 1.0, "measured_ms": 1.9, "measured_over_budget": 1.9}
+    assert run.budget_check() == {"predicted_ms": 0.95, "budget_ms": 1.0, "measured_ms": 1.9, "measured_over_budget": 1.9,
+                                  "budget_ratio": 0.5, "measured_ratio": None, "measured_ratio_over_budget_ratio": None}
     _write(tmp_path / "bench.json", [BENCH, {**BENCH, "quantize": "int8", "median_ms": 0.5}, {**BENCH, "model": "baseline", "median_ms": 3.0}])
     assert run.measured_ms("subnet") == 1.0 and run.measured_ms("baseline") == 3.0
-    assert run.budget_check()["measured_over_budget"] == 1.0
+    check = run.budget_check()
+    assert check["measured_over_budget"] == 1.0
+    # Relative to the baseline measured in the same run: 1.0 / 3.0 against the budget's 1.0 / 2.0.
+    assert check["measured_ratio"] == pytest.approx(1 / 3) and check["measured_ratio_over_budget_ratio"] == pytest.approx(2 / 3)
     _write(tmp_path / "metrics.json", {**SEARCH, "unit": "MFLOPs"})
     assert run.budget_check()["budget_ms"] is None and run.budget_check()["measured_over_budget"] is None
 

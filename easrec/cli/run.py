@@ -123,7 +123,12 @@ def cmd_run(args: argparse.Namespace) -> dict:
     line += f" (budget {summary['budget_ms']:.3f} ms"
     if summary.get("measured_over_budget") is not None:
         line += f"; measured / budget {summary['measured_over_budget']:.2f}"
-    console.print(line + f"); report: {summary['report']}")
+    line += ")"
+    if summary.get("measured_ratio_over_budget_ratio") is not None:
+        # Drift-free view: both models measured now, against the ratio --budget-ratio asked for.
+        line += (f"; measured subnet / baseline {summary['measured_ratio']:.2f} against the budget's "
+                 f"{summary['budget_ratio']:.2f} ({summary['measured_ratio_over_budget_ratio']:.2f}×)")
+    console.print(line + f"; report: {summary['report']}")
     return summary
 
 
