@@ -144,8 +144,8 @@ class RunDir:
 
         Why both: on a shared host a whole session runs 20-30 % faster or slower than the session that built the
         table, which moves `measured_over_budget`; the subnet's time over the baseline's, both measured now, is
-        what `--budget-ratio` asked for and moved 5 % across three such sessions where absolute times moved 27 %
-        (benchmarks/README.md, budget check).
+        what `--budget-ratio` asked for, and across four sessions of the same 19 files it moved 13 % on the
+        mean where absolute times moved 28 % (benchmarks/README.md, budget check).
         """
         search = self.search()
         ms = search is not None and search.cost_unit == "ms" and bool(search.budget)
