@@ -139,7 +139,8 @@ def main() -> None:
     canary_ref = table.data.get("canary_ref_ms")
     items = [(h, str(paths[h]), artifact_inputs(paths[h])) for h in archs]
     with protocol.Lowerer(runtime, dtype, workers=1) as lowerer:  # the canary's file lives as long as the lowerer
-        rts = protocol.measure_graphs(get_device("cpu"), items, protocol.lower_canary(lowerer), 1, settings, seed=0)
+        canary = protocol.lower_canary(lowerer, table.data.get("canary_spec"))
+        rts = protocol.measure_graphs(get_device("cpu"), items, canary, 1, settings, seed=0)
     loads.append(os.getloadavg()[0])
     records = {h: protocol.session_record(rts[h], canary_ref, settings) for h in archs}
     measured = {h: r["median_ms"] for h, r in records.items()}

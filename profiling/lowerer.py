@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 
 from easrec.export.lowering import _cache_folder, cached_path, content_hash, lower, numpy_inputs, suffix_for
-from easrec.profiling.canary import canary_module
+from easrec.profiling.canary import canary_key, canary_module
 from easrec.profiling.components import Overhead, component_module, padded_ids, program_module
 from easrec.profiling.subnets import subnet_module
 from easrec.space import Arch
@@ -83,7 +83,7 @@ def build_module(kind: str, payload: Any) -> tuple[nn.Module, tuple[torch.Tensor
     if kind == "subnet":
         return subnet_module(*payload)
     if kind == "canary":
-        return canary_module()
+        return canary_module(payload)
     raise ValueError(f"unknown job kind {kind!r}")
 
 
@@ -186,10 +186,12 @@ class Lowerer:
         self.close()
 
 
-def lower_canary(lowerer: Lowerer) -> tuple[str, list[np.ndarray]]:
-    """The canary's file and inputs (lowered once per lowerer, cached across runs)."""
-    path = Path(lowerer.path_for("canary"))
+def lower_canary(lowerer: Lowerer, spec: dict | None = None) -> tuple[str, list[np.ndarray]]:
+    """The canary's file and inputs (lowered once per lowerer, cached across runs); `spec`: the table's
+    `canary_spec` (None: the small canary of older tables)."""
+    key = canary_key(spec)
+    path = Path(lowerer.path_for(key))
     if not path.is_file():
-        _, p, inputs = lowerer.lower_many([("canary", "canary", None)])[0]
+        _, p, inputs = lowerer.lower_many([("canary", key, spec)])[0]
         return p, inputs
-    return str(path), numpy_inputs(canary_module()[1])
+    return str(path), numpy_inputs(canary_module(spec)[1])

@@ -92,6 +92,8 @@ def build_lut(
                               "per-component method cannot be resumed; use another --out")
     else:
         data = new_data(fingerprint, space, n_items, batch, settings.to_dict())
+        data["canary_spec"] = protocol.canary_spec(space, n_items)
+    spec = data.get("canary_spec")  # None: a table begun before specs, resumed with the small canary it began with
     extra = [reference_arch()] if extra is None else list(extra)
     clock = protocol.Clock()
     started = datetime.datetime.now().isoformat(timespec="seconds")
@@ -135,7 +137,7 @@ def build_lut(
                 jobs = [("program", pid, (None if arch is None else arch.to_dict(), n_items, seed)) for pid, arch in todo]
                 lowered = lowerer.lower_many(
                     jobs, (lambda d, n: progress(total - len(todo), total, f"lowering {d}/{n}")) if progress else None)
-                canary_file = protocol.lower_canary(lowerer)
+                canary_file = protocol.lower_canary(lowerer, spec)
                 monitor.sample()
                 for group in protocol.chunks(lowered, chunk):
                     t0 = protocol.Clock()
@@ -212,7 +214,7 @@ def _solve_and_check(data, design, space, n_items, device, lowerer, threads, set
                  violations[0]["larger"], violations[0]["larger_ms"], len(pids))
         jobs = [("program", pid, (None if archs[pid] is None else archs[pid].to_dict(), n_items, seed)) for pid in pids]
         lowered = lowerer.lower_many(jobs)
-        canary_file = protocol.lower_canary(lowerer)
+        canary_file = protocol.lower_canary(lowerer, data.get("canary_spec"))
         t0 = protocol.Clock()
         rts = protocol.measure_graphs(device, lowered, canary_file, threads, settings, seed=seed + 7919 * (p + 1),
                                       monitor=monitor)

@@ -34,13 +34,13 @@ import torch
 
 from easrec.devices import Device, LatencyStats, load_runner
 from easrec.devices.timing import RoundTimes, interleaved_rounds, min_of_runs, summarize_rounds
-from easrec.profiling.canary import CanaryGraph, canary_module, drift
+from easrec.profiling.canary import CanaryGraph, canary_module, canary_spec, drift
 from easrec.profiling.lowerer import Lowerer, lower_canary
 from easrec.profiling.machine_load import LoadMonitor, load_average
 
 # Re-exported: the protocol's parts, where callers have always found them.
 __all__ = [
-    "CanaryGraph", "Clock", "LoadMonitor", "Lowerer", "ProgressFn", "Settings", "canary_median", "canary_module",
+    "CanaryGraph", "Clock", "LoadMonitor", "Lowerer", "ProgressFn", "Settings", "canary_median", "canary_module", "canary_spec",
     "chunks", "drift", "load_average", "lower_canary", "measure", "measure_graphs", "round_canary", "session_record",
 ]
 

@@ -237,6 +237,17 @@ def check_data(data: Any, source: str, complete: bool = True) -> None:
         space = SearchSpace.from_dict(data["space"])
     except (TypeError, ValueError, EasrecError) as exc:
         raise EasrecError(f"{source}: field 'space' is not a search space ({_one_line(exc)})") from exc
+    spec = data.get("canary_spec")
+    if spec is not None:
+        # The canary every measurement of this table is divided by: a wrong one would rescale them all.
+        try:
+            Arch.from_dict(spec["arch"])
+            ok = isinstance(spec["n_items"], int) and not isinstance(spec["n_items"], bool) and spec["n_items"] >= 1
+        except (TypeError, KeyError, ValueError, EasrecError):
+            ok = False
+        if not ok:
+            raise EasrecError(f"{source}: field 'canary_spec' must be {{'arch': an architecture, 'n_items': a positive "
+                              f"integer}}, got {spec!r:.80}")
     if space.hash() != data["space_hash"]:
         raise EasrecError(f"{source}: field 'space_hash' {data['space_hash']!r} does not match field 'space' ({space.hash()})")
     for key in ("n_items", "batch"):

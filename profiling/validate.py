@@ -95,7 +95,7 @@ def validate_lut(
     with protocol.Lowerer(runtime, dtype, workers, cache=cache) as lowerer:
         jobs = [("subnet", a.hash(), (table.space.to_dict(), table.n_items, a.to_dict(), seed)) for a in archs]
         lowered = lowerer.lower_many(jobs, (lambda d, n: progress(0, total, f"lowering {d}/{n}")) if progress else None)
-        canary_file = protocol.lower_canary(lowerer)
+        canary_file = protocol.lower_canary(lowerer, table.data.get("canary_spec"))
         monitor.sample()
         for session, (items, store) in enumerate(((lowered, first), (lowered[:n_retest], second))):
             for group in protocol.chunks(items, chunk):

@@ -185,7 +185,7 @@ def fake_lower_file(module, example_inputs, path, runtime="executorch", dtype="f
     from easrec.profiling.protocol import CanaryGraph
 
     if isinstance(module, CanaryGraph):
-        desc = {"canary": True}
+        desc = {"canary": True, "arch": module.model.arch.to_dict(), "n_items": module.model.n_items}
     elif isinstance(module, TopKGraph):
         desc = {"arch": module.model.arch.to_dict()}
     elif isinstance(module, Overhead):
@@ -395,6 +395,31 @@ def test_validation_reports_noise_floor_and_picks_a_correction(tmp_path, fake_lo
     for r in res["subnets"]:
         assert r["lut_sum_ms"] == pytest.approx(sum(r["type_sums"].values()))
         assert r["predicted_ms"] == pytest.approx(LatencyTable.load(tmp_path / "lut.json").cost(Arch.from_dict(r["arch"])))
+
+
+def test_a_new_table_times_a_canary_of_its_own_space_and_an_old_table_keeps_the_small_one(tmp_path, fake_lowering):
+    from easrec.profiling.canary import SMALL as SMALL_CANARY, canary_spec
+
+    _build(tmp_path)
+    data = json.loads((tmp_path / "lut.json").read_text())
+    spec = data["canary_spec"]
+    assert spec == canary_spec(SMALL, N_ITEMS) and spec["n_items"] == N_ITEMS
+    arch = Arch.from_dict(spec["arch"])
+    assert arch.max_len in SMALL.max_lens and arch.d in SMALL.ds and arch.depth in SMALL.depths and not arch.gates
+    canaries = [json.loads(x) for x in fake_lowering if json.loads(x).get("canary")]
+    assert canaries and all(c["arch"] == spec["arch"] and c["n_items"] == N_ITEMS for c in canaries)
+    # A table built before canary specs: validated with the small canary its canary_ref_ms was measured with.
+    del data["canary_spec"]
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    fake_lowering.clear()
+    validate_lut(tmp_path / "old.json", FakeDevice(), 4, settings=FAKE, workers=0, cache=None)
+    canaries = [json.loads(x) for x in fake_lowering if json.loads(x).get("canary")]
+    assert canaries and all(c["arch"] == SMALL_CANARY.to_dict() and c["n_items"] == 1000 for c in canaries)
+    # A broken spec is refused in one line naming the field, before anything is measured.
+    data["canary_spec"] = {"arch": {"max_len": 10}, "n_items": 5}
+    (tmp_path / "bad.json").write_text(json.dumps(data))
+    with pytest.raises(EasrecError, match="field 'canary_spec'"):
+        LatencyTable.load(tmp_path / "bad.json")
 
 
 def test_refit_chooses_the_correction_again_from_the_stored_validation_without_measuring(tmp_path, fake_lowering):
