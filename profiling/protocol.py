@@ -6,14 +6,14 @@
 - Measuring (`measure_graphs`): a group of graphs is loaded side by side; after warm-up they are timed
   in `rounds` interleaved rounds, in a new random order each round (`devices.timing.interleaved_rounds`).
   In each round a graph runs a few times back to back and keeps its fastest run; a canary (a fixed
-  small MLP) is timed right before every graph, and the median of those is the round's canary
+  whole SASRec graph, `canary_module`) is timed right before every graph, and the median of those is the round's canary
   (`round_canary`). A graph's value is the median over rounds of its per-round minimum: a burst of
   load lands on every graph of a round a little instead of on one graph a lot, and the minimum of a
   few back-to-back runs drops the runs another process interrupted; each round is divided by the
   canary of the same round and multiplied by a reference canary time (`canary_ref_ms`, the table's
   first one), because a shared machine also runs slower for minutes at a time (frequency, memory
-  bandwidth, a neighbour), which no per-run statistic can see and which the canary, a small whole
-  SASRec graph (`canary_module`), feels as the graphs do. The raw value is stored too.
+  bandwidth, a neighbour), which no per-run statistic can see and which the canary, a mid-size whole
+  SASRec graph of the table's own space (`canary_spec`), feels as the graphs do. The raw value is stored too.
 - Local devices (`cpu`) hold the loaded programs in this process; other devices (adb, ssh, cuda) get
   the same rounds through `Device.measure` with a few runs per call.
 - The machine load (`os.getloadavg`) is sampled during every phase (`easrec.profiling.machine_load`) and
