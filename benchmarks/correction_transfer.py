@@ -27,21 +27,17 @@ import numpy as np
 from easrec.io import atomic_write_json
 from easrec.profiling.corrections import KINDS, block_counts, correction_params, predict, type_matrix
 from easrec.profiling.scores import noise_floor, score
+from easrec.errors import EasrecError
 from easrec.profiling.table import LatencyTable
-from easrec.space import Arch
+from easrec.profiling.validate import stored_subnets
 
 
 def subnets(table: LatencyTable, path: Path) -> list[dict]:
-    """The validation's measured subnets with type sums from the table's entries as they are now."""
-    rows = (table.data.get("validation") or {}).get("subnets")
-    if not rows:
-        sys.exit(f"{path}: field 'validation.subnets' is missing (run `easrec profile validate {path}` first)")
-    out = []
-    for r in rows:
-        r = dict(r)
-        r["type_sums"] = table.type_sums(Arch.from_dict(r["arch"]))
-        out.append(r)
-    return out
+    """The validation's measured subnets (`stored_subnets`); a missing validation ends the script in one line."""
+    try:
+        return stored_subnets(table, path)
+    except EasrecError as exc:
+        sys.exit(str(exc))
 
 
 def main() -> None:

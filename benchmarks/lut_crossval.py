@@ -28,23 +28,17 @@ import numpy as np
 from easrec.io import atomic_write_json
 from easrec.profiling.corrections import compare_corrections, cross_validate_corrections
 from easrec.profiling.scores import folds, split
+from easrec.errors import EasrecError
 from easrec.profiling.table import LatencyTable
-from easrec.space import Arch
+from easrec.profiling.validate import stored_subnets
 
 
 def stored_rows(path: Path) -> list[dict]:
-    """The validation's measured subnets, type sums from the table's entries as they are now."""
-    table = LatencyTable.load(path)
-    rows = (table.data.get("validation") or {}).get("subnets")
-    if not rows:
-        sys.exit(f"{path}: field 'validation.subnets' is missing (run `easrec profile validate {path}` first)")
-    out = []
-    for r in rows:
-        r = dict(r)
-        r["type_sums"] = table.type_sums(Arch.from_dict(r["arch"]))
-        r["lut_sum_ms"] = sum(r["type_sums"].values())
-        out.append(r)
-    return out
+    """The validation's measured subnets (`stored_subnets`); a missing validation ends the script in one line."""
+    try:
+        return stored_subnets(LatencyTable.load(path), path)
+    except EasrecError as exc:
+        sys.exit(str(exc))
 
 
 def spread(values: list[float]) -> dict:

@@ -48,7 +48,7 @@ CV_FOLDS = 5  # folds of the cross-validation that scores and chooses the correc
 __all__ = [
     "GROUPS", "RIDGES", "TIED", "TYPES", "block_counts", "compare_corrections", "correction_params", "evaluate", "fit_affine",
     "fit_per_type", "grouped", "kendall_tau", "noise_floor", "predict", "sample_archs", "score", "split",
-    "refit_correction", "subnet_module", "summarize_rows", "type_matrix", "validate_lut",
+    "refit_correction", "stored_subnets", "subnet_module", "summarize_rows", "type_matrix", "validate_lut",
 ]
 
 
@@ -161,6 +161,21 @@ def validate_lut(
     return result
 
 
+def stored_subnets(table: LatencyTable, source: str | Path) -> list[dict[str, Any]]:
+    """The subnets a table's validation measured, with type sums from the table's entries as they are now."""
+    old = table.data.get("validation")
+    if not isinstance(old, dict) or not old.get("subnets"):
+        raise EasrecError(f"{source}: field 'validation.subnets' is missing (validate the table first: "
+                          f"`easrec profile validate {source}`)")
+    rows = [dict(r) for r in old["subnets"]]
+    for i, r in enumerate(rows):
+        if not isinstance(r.get("arch"), dict) or not isinstance(r.get("measured_ms"), (int, float)):
+            raise EasrecError(f"{source}: field 'validation.subnets[{i}]' lacks 'arch' or 'measured_ms'")
+        r["type_sums"] = table.type_sums(Arch.from_dict(r["arch"]))
+        r["lut_sum_ms"] = sum(r["type_sums"].values())
+    return rows
+
+
 def refit_correction(lut_path: str | Path, *, write: bool = True) -> dict[str, Any]:
     """Choose the correction again from the subnets the table's validation stored (nothing is measured).
 
@@ -170,16 +185,8 @@ def refit_correction(lut_path: str | Path, *, write: bool = True) -> dict[str, A
     """
     lut_path = Path(lut_path)
     table = LatencyTable.load(lut_path)
-    old = table.data.get("validation")
-    if not isinstance(old, dict) or not old.get("subnets"):
-        raise EasrecError(f"{lut_path}: field 'validation.subnets' is missing (validate the table first: "
-                          f"`easrec profile validate {lut_path}`)")
-    rows = [dict(r) for r in old["subnets"]]
-    for i, r in enumerate(rows):
-        if not isinstance(r.get("arch"), dict) or not isinstance(r.get("measured_ms"), (int, float)):
-            raise EasrecError(f"{lut_path}: field 'validation.subnets[{i}]' lacks 'arch' or 'measured_ms'")
-        r["type_sums"] = table.type_sums(Arch.from_dict(r["arch"]))  # from the entries as they are now
-        r["lut_sum_ms"] = sum(r["type_sums"].values())
+    rows = stored_subnets(table, lut_path)
+    old = table.data["validation"]
     # Keys of the older single-split scoring would otherwise survive beside the new ones.
     kept = {k: v for k, v in old.items() if k not in ("fit_idx", "test_idx")}
     result = {**kept, **summarize_rows(rows, int(old.get("seed") or 0))}
