@@ -3,6 +3,8 @@ input naming the field, validation metrics are right, and real torch / executorc
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import math
 from pathlib import Path
@@ -395,6 +397,18 @@ def test_validation_reports_noise_floor_and_picks_a_correction(tmp_path, fake_lo
     for r in res["subnets"]:
         assert r["lut_sum_ms"] == pytest.approx(sum(r["type_sums"].values()))
         assert r["predicted_ms"] == pytest.approx(LatencyTable.load(tmp_path / "lut.json").cost(Arch.from_dict(r["arch"])))
+
+
+def test_validation_of_a_gated_space_measures_ungated_subnets_too(tmp_path, fake_lowering):
+    from easrec.profiling.validate import validation_archs
+
+    archs = validation_archs(SMALL, 12, seed=0)
+    assert len({a.hash() for a in archs}) == len(archs)
+    assert sum(a.gates for a in archs) == 6 and sum(not a.gates for a in archs) == 6
+    assert all(not a.gates for a in validation_archs(dataclasses.replace(SMALL, gates=False), 6))
+    _build(tmp_path)
+    res = validate_lut(tmp_path / "lut.json", FakeDevice(), 8, settings=FAKE, workers=0, cache=None)
+    assert {r["arch"]["gates"] for r in res["subnets"]} == {True, False}
 
 
 def test_a_new_table_times_a_canary_of_its_own_space_and_an_old_table_keeps_the_small_one(tmp_path, fake_lowering):
