@@ -43,7 +43,7 @@ def run(spec: str, args: argparse.Namespace) -> dict:
                       warmup_steps=args.warmup, stride=stride, targets=args.targets,
                       weight_decay=args.weight_decay, beta2=args.beta2, grad_clip=args.grad_clip,
                       plateau_factor=args.plateau_factor, plateau_evals=args.plateau_evals,
-                      schedule=args.schedule, ema=args.ema)
+                      schedule=args.schedule, ema=args.ema, precision=args.precision)
     load_before = os.getloadavg()
     t0 = time.perf_counter()
     res = train_model(model, data.split(), cfg)
@@ -54,7 +54,7 @@ def run(spec: str, args: argparse.Namespace) -> dict:
             "eval_every": int(eval_every), "stride": stride, "targets": args.targets, "seed": args.seed,
             "weight_decay": args.weight_decay, "beta2": args.beta2, "grad_clip": args.grad_clip,
             "plateau_factor": args.plateau_factor, "plateau_evals": args.plateau_evals, "schedule": args.schedule,
-            "ema": args.ema, "threads": args.threads, "valid_curve": [round(h["ndcg@10"], 5) for h in res.history], "valid_ndcg@10": res.best_valid["ndcg@10"],
+            "ema": args.ema, "precision": args.precision, "threads": args.threads, "valid_curve": [round(h["ndcg@10"], 5) for h in res.history], "valid_ndcg@10": res.best_valid["ndcg@10"],
             "test_ndcg@10": test["ndcg@10"], "test_hr@10": test["hr@10"], "test_mrr@10": test["mrr@10"],
             "test_excl_ndcg@10": test_ex["ndcg@10"], "steps": res.steps, "best_step": res.best_step,
             "epochs": len(res.epoch_seconds), "seconds_to_best": res.seconds_to_best, "wall_seconds": wall,
@@ -78,6 +78,8 @@ def main() -> None:
     ap.add_argument("--schedule", choices=["constant", "cosine"], default=TrainConfig.schedule,
                     help="learning-rate schedule (cosine: to 0 over --epochs)")
     ap.add_argument("--ema", type=float, default=TrainConfig.ema, help="weight average decay per step (0: off)")
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default=TrainConfig.precision,
+                    help="training precision (TrainConfig.precision)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "sasrec_sweep.jsonl")

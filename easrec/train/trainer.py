@@ -28,6 +28,8 @@ from easrec.train.evaluate import evaluate_model
 
 log = logging.getLogger(__name__)
 
+PRECISIONS = ("fp32", "bf16")
+
 
 @dataclass
 class TrainConfig:
@@ -65,6 +67,10 @@ class TrainConfig:
     # Why: one checkpoint's validation NDCG@10 moves +-0.005 between epochs, so early stopping picks lucky
     # peaks; an average of the recent weights is a smoother model to select (benchmarks/README.md).
     ema: float = 0.0
+    # "bf16": the training forward and backward under CPU autocast to bfloat16 (weights, optimizer and
+    # evaluation stay fp32). Faster only where the CPU multiplies bf16 natively (AVX512-BF16, AMX); measured
+    # in benchmarks/README.md ("bf16 training"). "fp32": everything in fp32.
+    precision: str = "fp32"
 
     def validate(self) -> "TrainConfig":
         """Refuse nonsensical options with the field named."""
@@ -94,6 +100,8 @@ class TrainConfig:
             raise EasrecError(f"--targets must be all or last, got {self.targets!r}")
         if self.loss not in ("ce", "sampled-ce", "bce"):
             raise EasrecError(f"--loss must be ce, sampled-ce or bce, got {self.loss!r}")
+        if self.precision not in PRECISIONS:
+            raise EasrecError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         return self
 
 
@@ -251,6 +259,7 @@ def train_model(
 
     lengths = (inputs != 0).sum(1)
     rng_at_step = None
+    device_type = next(model.parameters()).device.type
     try:
         while state["epoch"] < cfg.epochs and state["bad_evals"] < cfg.patience:
             model.train()
@@ -266,8 +275,9 @@ def train_model(
                 width = int(lengths[idx].max())
                 for group in opt.param_groups:
                     group["lr"] = lr_at(state["step"])
-                loss = model.loss(*batch_pairs(idx, width), active, kind=cfg.loss, generator=gen,
-                                  negatives=cfg.negatives)
+                with torch.autocast(device_type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+                    loss = model.loss(*batch_pairs(idx, width), active, kind=cfg.loss, generator=gen,
+                                      negatives=cfg.negatives)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip:

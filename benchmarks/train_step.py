@@ -1,0 +1,111 @@
+"""Seconds per SASRec training step on ml-100k, fp32 against bf16 autocast, and the two dropout draws.
+
+One training step of the default recipe (d 64, 2 layers × 2 heads, FFN 256, batch 256 of ml-100k's
+training prefixes at full length, Adam) in each variant, interleaved round by round so that the shared
+machine's drift falls on every variant alike; reports the median step per variant and its ratio to fp32
+within each round, with the load average.
+
+    OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/train_step.py --threads 2 --out benchmarks/results/train_step.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+import easrec.model.sasrec as sasrec_module
+from easrec.data import load_dataset
+from easrec.model import SASRec
+from easrec.train.run import sasrec_arch
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "datasets" / "ml-100k"
+NEW_DROPOUT = sasrec_module.dropout
+
+
+def float_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """The previous draw (one uniform float per element), for the comparison."""
+    if not training or p == 0.0:
+        return x
+    return x * ((torch.rand_like(x) >= p) * (1.0 / (1.0 - p)))
+
+
+VARIANTS = {  # name: (precision, dropout)
+    "fp32, float draw (before)": ("fp32", float_dropout),
+    "fp32": ("fp32", NEW_DROPOUT),
+    "bf16": ("bf16", NEW_DROPOUT),
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=str(DATA))
+    ap.add_argument("--max-len", type=int, default=50)
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--steps", type=int, default=20, help="steps per variant per round")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "train_step.json")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    data = load_dataset(args.data)
+    inputs, targets = data.split().prefix_arrays(args.max_len)
+    full = (inputs != 0).sum(1) == args.max_len  # full-length prefixes: every step does the same work
+    x_all, y_all = torch.from_numpy(inputs[full]).long(), torch.from_numpy(targets[full]).long()
+    gen = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    model = SASRec(sasrec_arch(args.max_len, 64, 2, 2, 256), data.n_items, 0.5).train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def step(precision: str) -> None:
+        idx = torch.randint(0, len(x_all), (args.batch,), generator=gen)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = model.loss(x_all[idx], y_all[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def timed(name: str, n: int) -> float:
+        precision, drop = VARIANTS[name]
+        sasrec_module.dropout = drop
+        try:
+            t = time.perf_counter()
+            for _ in range(n):
+                step(precision)
+            return (time.perf_counter() - t) / n * 1000
+        finally:
+            sasrec_module.dropout = NEW_DROPOUT
+
+    for name in VARIANTS:  # warm-up (oneDNN primitives, allocator)
+        timed(name, 3)
+    rounds, loads = [], []
+    for r in range(args.rounds):
+        rounds.append({name: timed(name, args.steps) for name in VARIANTS})
+        loads.append(round(os.getloadavg()[0], 2))
+        print(f"round {r + 1}: " + ", ".join(f"{k} {v:.1f} ms" for k, v in rounds[-1].items()) + f"  load {loads[-1]}", flush=True)
+    summary = {}
+    for name in VARIANTS:
+        ms = [rd[name] for rd in rounds]
+        ratio = [rd[name] / rd["fp32, float draw (before)"] for rd in rounds]
+        summary[name] = {"median_ms": statistics.median(ms), "ms": ms, "median_ratio_to_before": statistics.median(ratio)}
+    print(f"\n{'variant':<28} {'ms / step (median)':>18} {'× before (median of rounds)':>28}")
+    for name, s in summary.items():
+        print(f"{name:<28} {s['median_ms']:>18.1f} {s['median_ratio_to_before']:>28.2f}")
+    print(f"load average per round: {loads}; {args.threads} threads, L {args.max_len}, batch {args.batch}")
+    record = {"variants": summary, "loads": loads, "threads": args.threads, "max_len": args.max_len, "batch": args.batch,
+              "steps": args.steps, "rounds": args.rounds, "torch": torch.__version__,
+              "bf16_native": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()), "time": time.strftime("%Y-%m-%d %H:%M")}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    tmp.replace(args.out)
+
+
+if __name__ == "__main__":
+    main()
