@@ -44,6 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--targets", choices=["last", "all"], default="last", help="fine-tune samples (see `easrec train --targets`)")
     p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--lr", type=positive_float, default=1e-3)
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="fine-tune precision (see `easrec train --precision`); the supernet search itself runs in fp32")
     p.add_argument("--dropout", type=probability, default=0.5, help="dropout on embeddings and residual branches (0.5 measured best on ml-100k)")
     p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument("--threads", type=positive_int, help="torch threads for search and fine-tuning (not the device's)")
@@ -80,7 +82,7 @@ def cmd_search(args: argparse.Namespace) -> dict:
     gcfg = GatesConfig(epochs=args.search_epochs, batch_size=args.batch_size, lr=args.lr, constraint=args.constraint,
                        seed=args.seed, threads=args.threads, keep_seen=args.keep_seen)
     ft = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience, targets=args.targets, seed=args.seed,
-                     threads=args.threads, keep_seen=args.keep_seen)
+                     threads=args.threads, keep_seen=args.keep_seen, precision=args.precision).validate()
     progress = Progress(TextColumn("[bold]{task.description}"), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
                         console=progress_console, disable=not progress_enabled(args), transient=True)
     with progress:
