@@ -1,11 +1,15 @@
 """Seconds per SASRec training step on ml-100k, fp32 against bf16 autocast, and the two dropout draws.
 
-One training step of the default recipe (d 64, 2 layers × 2 heads, FFN 256, batch 256 of ml-100k's
-training prefixes at full length, Adam) in each variant, interleaved round by round so that the shared
-machine's drift falls on every variant alike; reports the median step per variant and its ratio to fp32
-within each round, with the load average.
+`--mode step`: one training step of the default recipe (d 64, 2 layers × 2 heads, FFN 256, batch 256 of
+ml-100k's training prefixes at full length, Adam) in each variant. `--mode epoch`: one whole training epoch
+through `train_model` (length-bucketed batches of every width, as `easrec train` runs), per precision.
+Variants are interleaved round by round so that the shared machine's drift falls on every variant alike;
+the script reports the median per variant and its ratio to the first variant within each round, with the
+load average.
 
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/train_step.py --threads 2 --out benchmarks/results/train_step.json
+    OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/train_step.py --mode epoch --rounds 3 --threads 2 \
+        --out benchmarks/results/train_epoch.json
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import easrec.model.sasrec as sasrec_module
 from easrec.data import load_dataset
 from easrec.model import SASRec
 from easrec.train.run import sasrec_arch
+from easrec.train.trainer import TrainConfig, train_model
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "datasets" / "ml-100k"
@@ -45,6 +50,7 @@ VARIANTS = {  # name: (precision, dropout)
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mode", choices=["step", "epoch"], default="step")
     ap.add_argument("--data", default=str(DATA))
     ap.add_argument("--max-len", type=int, default=50)
     ap.add_argument("--batch", type=int, default=256)
@@ -55,6 +61,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     data = load_dataset(args.data)
+    if args.mode == "epoch":
+        return epochs(args, data)
     inputs, targets = data.split().prefix_arrays(args.max_len)
     full = (inputs != 0).sum(1) == args.max_len  # full-length prefixes: every step does the same work
     x_all, y_all = torch.from_numpy(inputs[full]).long(), torch.from_numpy(targets[full]).long()
@@ -98,13 +106,44 @@ def main() -> None:
     for name, s in summary.items():
         print(f"{name:<28} {s['median_ms']:>18.1f} {s['median_ratio_to_before']:>28.2f}")
     print(f"load average per round: {loads}; {args.threads} threads, L {args.max_len}, batch {args.batch}")
-    record = {"variants": summary, "loads": loads, "threads": args.threads, "max_len": args.max_len, "batch": args.batch,
+    record = {"mode": "step", "variants": summary, "loads": loads, "threads": args.threads, "max_len": args.max_len, "batch": args.batch,
               "steps": args.steps, "rounds": args.rounds, "torch": torch.__version__,
               "bf16_native": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()), "time": time.strftime("%Y-%m-%d %H:%M")}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
+    write(args.out, record)
+
+
+def epochs(args: argparse.Namespace, data) -> None:
+    """Seconds per step over one whole `train_model` epoch, fp32 and bf16 alternating."""
+    split = data.split()
+    rounds, loads = [], []
+    for r in range(args.rounds):
+        row = {}
+        for precision in ("fp32", "bf16"):
+            torch.manual_seed(0)
+            model = SASRec(sasrec_arch(args.max_len, 64, 2, 2, 256), data.n_items, 0.5)
+            cfg = TrainConfig(epochs=1, batch_size=args.batch, seed=0, threads=args.threads, precision=precision)
+            res = train_model(model, split, cfg)
+            row[precision] = res.epoch_seconds[0] / res.steps * 1000
+        rounds.append(row)
+        loads.append(round(os.getloadavg()[0], 2))
+        print(f"round {r + 1}: fp32 {row['fp32']:.1f} ms/step, bf16 {row['bf16']:.1f} ms/step  load {loads[-1]}", flush=True)
+    summary = {p: {"median_ms": statistics.median(rd[p] for rd in rounds), "ms": [rd[p] for rd in rounds],
+                   "median_ratio_to_fp32": statistics.median(rd[p] / rd["fp32"] for rd in rounds)} for p in ("fp32", "bf16")}
+    print(f"\n{'precision':<10} {'ms / step over an epoch (median)':>34} {'× fp32':>8}")
+    for p, s in summary.items():
+        print(f"{p:<10} {s['median_ms']:>34.1f} {s['median_ratio_to_fp32']:>8.2f}")
+    print(f"load average per round: {loads}; {args.threads} threads, L {args.max_len}, batch {args.batch}")
+    write(args.out, {"mode": "epoch", "variants": summary, "loads": loads, "threads": args.threads, "max_len": args.max_len,
+                     "batch": args.batch, "rounds": args.rounds, "torch": torch.__version__,
+                     "bf16_native": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()), "time": time.strftime("%Y-%m-%d %H:%M")})
+
+
+def write(path: Path, record: dict) -> None:
+    """Write the JSON record atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(record, indent=1))
-    tmp.replace(args.out)
+    tmp.replace(path)
 
 
 if __name__ == "__main__":
