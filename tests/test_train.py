@@ -406,6 +406,19 @@ def test_bf16_training_learns_keeps_fp32_weights_and_differs_from_fp32(dataset, 
     assert metrics["valid"]["ndcg@10"] > 0.7 * fp32["valid"]["ndcg@10"]
 
 
+def test_bf16_on_a_cpu_without_native_bf16_warns(dataset, tmp_path, monkeypatch, caplog):
+    import easrec.train.trainer as trainer
+
+    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: False)
+    with caplog.at_level("WARNING", logger="easrec.train.trainer"):
+        train_model(SASRec(ARCH, dataset.n_items, 0.0), dataset.split(), config(precision="bf16", epochs=1), tmp_path)
+    assert any("no native bf16" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="easrec.train.trainer"):
+        train_model(SASRec(ARCH, dataset.n_items, 0.0), dataset.split(), config(epochs=1), tmp_path / "fp32")
+    assert not any("bf16" in r.getMessage() for r in caplog.records)
+
+
 @pytest.mark.parametrize("kw,field", [
     ({"epochs": 0}, "--epochs"), ({"batch_size": 0}, "--batch-size"), ({"lr": 0.0}, "--lr"),
     ({"loss": "mse"}, "--loss"), ({"patience": 0}, "--patience"), ({"beta2": 1.0}, "--beta2"),

@@ -128,6 +128,14 @@ def set_determinism(seed: int, threads: int | None) -> None:
     np.random.seed(seed % (2**32))
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether oneDNN multiplies bf16 natively on this CPU (AVX512-BF16 or AMX), where bf16 training pays off."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def length_bucketed_batches(lengths: torch.Tensor, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
     """Random batches of sequences of similar length (sorted by length with random tie-breaks, batch order shuffled)."""
     noise = torch.rand(len(lengths), generator=gen)
@@ -260,6 +268,9 @@ def train_model(
     lengths = (inputs != 0).sum(1)
     rng_at_step = None
     device_type = next(model.parameters()).device.type
+    if cfg.precision == "bf16" and device_type == "cpu" and not cpu_has_native_bf16():
+        log.warning("--precision bf16: this CPU has no native bf16 matmul (AVX512-BF16 or AMX); "
+                    "training will be slower than fp32, not faster")
     try:
         while state["epoch"] < cfg.epochs and state["bad_evals"] < cfg.patience:
             model.train()
