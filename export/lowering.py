@@ -30,6 +30,7 @@ import inspect
 import logging
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Sequence
@@ -164,6 +165,20 @@ def _source_hash(filename: str | None) -> str:
     return _SOURCE_HASHES[filename]
 
 
+def _helper_sources(module_name: str) -> set[str]:
+    """Source files of the easrec functions a module imported (a model's blocks call `easrec.model.functional`)."""
+    mod = sys.modules.get(module_name)
+    out = set()
+    for value in vars(mod).values() if mod is not None else ():
+        owner = getattr(value, "__module__", None) or ""
+        if inspect.isfunction(value) and owner.startswith("easrec.") and owner != module_name:
+            try:
+                out.add(inspect.getsourcefile(value) or "")
+            except TypeError:
+                pass
+    return out
+
+
 def _plain(value: Any) -> bool:
     if isinstance(value, (bool, int, float, str, type(None))):
         return True
@@ -209,6 +224,7 @@ def content_hash(
             files.add(inspect.getsourcefile(cls) or "")
         except TypeError:  # a builtin class
             pass
+        files.update(_helper_sources(cls.__module__))
         attrs = {k: repr(v) for k, v in sorted(vars(sub).items())
                  if not k.startswith("_") and k != "training" and _plain(v)}
         h.update(f"{name}|{cls.__module__}.{cls.__qualname__}|{attrs}|".encode())

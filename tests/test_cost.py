@@ -39,7 +39,10 @@ def known_difference(component: Component) -> float:
         # The running sums' outer products k_i v_iᵀ are elementwise (not counted by torch); the newest
         # position's is a matmul in the last block.
         rows = k["L"] if component.name == "attention" else k["L"] - 1
-        return 2 * rows * k["heads"] * k["hs"] * k["hs"] / 1e6
+        # The feature maps' L2 norms (queries and keys) sum their squares with a matmul against ones
+        # (`l2_normalize`, so XNNPACK delegates it); torch counts it, the model ignores reductions.
+        norm_rows = (2 * k["L"]) if component.name == "attention" else (k["L"] + 1)
+        return (2 * rows * k["heads"] * k["hs"] * k["hs"] - 2 * norm_rows * k["heads"] * k["hs"]) / 1e6
     return 0.0
 
 

@@ -244,3 +244,24 @@ def test_gated_model_exports_to_executorch_with_parity(tmp_path):
     ref_idx, ref_val = TopKGraph(model)(ids)
     assert idx.tolist() == ref_idx.tolist()
     assert abs(val - ref_val.numpy()).max() < 1e-4
+
+
+@pytest.mark.parametrize("kind", ["softmax", "linear"])
+def test_attention_exports_without_undelegated_copies(kind):
+    """The attention matmuls and L2 norms reach XNNPACK whole: no expand_copy or pow left on the CPU kernels
+    between delegates (each one cut the graph and cost a portable copy)."""
+    pytest.importorskip("executorch")
+    from easrec.export.backends import delegation_report, to_xnnpack
+    from easrec.export.graph import TopKGraph
+    from easrec.export.lowering import executorch_program
+
+    torch.manual_seed(0)
+    model = SASRec(Arch(20, 16, (LayerArch(2, 32), LayerArch(1, 32)), kind, False, 16), 40).eval()
+    ids = torch.zeros(1, 20, dtype=torch.long)
+    ids[0, 8:] = torch.arange(1, 13)
+    ep, _ = executorch_program(TopKGraph(model), (ids,))
+    rep = delegation_report(to_xnnpack(ep))
+    cpu = {op: c["cpu"] for op, c in rep["ops"].items() if c["cpu"]}
+    assert cpu.get("aten_expand_copy_default", 0) <= 1, cpu  # one: the scoring's fill value, not attention
+    assert not any("pow" in op for op in cpu), cpu
+    assert rep["ops"]["aten_bmm_default"]["delegated"] > 0 and "aten_bmm_default" not in cpu

@@ -378,3 +378,27 @@ def test_search_space_json_round_trip_and_size():
     assert SearchSpace().hash() != space.hash()
     # 2 max_lens × 1 d × 1 attention × (2 + 2²) layer choices = 12, checked by enumeration.
     assert space.size() == 12
+
+
+def test_export_friendly_functions_match_torch_and_their_gradients():
+    """`heads_matmul` is `@` and `l2_normalize` is `F.normalize`, values and gradients."""
+    import torch.nn.functional as F
+
+    from easrec.model.functional import heads_matmul, l2_normalize
+
+    torch.manual_seed(0)
+    a = torch.randn(2, 3, 5, 4, requires_grad=True)
+    b = torch.randn(2, 3, 6, 4, requires_grad=True)
+    mine = heads_matmul(a, b.transpose(-1, -2))
+    ref = a @ b.transpose(-1, -2)
+    assert mine.shape == (2, 3, 5, 6) and torch.allclose(mine, ref, atol=1e-6)
+    ga = torch.autograd.grad(mine.square().sum(), a)[0]
+    assert torch.allclose(ga, torch.autograd.grad(ref.square().sum(), a)[0], atol=1e-5)
+    five = heads_matmul(a.unsqueeze(-2), torch.randn(2, 3, 5, 4, 7))  # [.., L, 1, hs] @ [.., L, hs, hs]
+    assert five.shape == (2, 3, 5, 1, 7)
+    x = torch.randn(4, 7, requires_grad=True)
+    assert torch.allclose(l2_normalize(x), F.normalize(x, dim=-1), atol=1e-6)
+    g1 = torch.autograd.grad(l2_normalize(x)[:, 0].sum(), x)[0]
+    g2 = torch.autograd.grad(F.normalize(x, dim=-1)[:, 0].sum(), x)[0]
+    assert torch.allclose(g1, g2, atol=1e-5)
+    assert torch.equal(l2_normalize(torch.zeros(2, 3)), torch.zeros(2, 3))  # no NaN at zero, as F.normalize

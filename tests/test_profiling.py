@@ -376,6 +376,18 @@ def test_lowering_cache_keys_on_content(tmp_path, monkeypatch):
     assert len(calls) == 5
 
 
+def test_lowering_cache_keys_on_the_model_helpers_source(monkeypatch):
+    """An edit to `easrec.model.functional` (the blocks' tensor functions) must invalidate cached graphs."""
+    import easrec.export.lowering as lowering
+    import easrec.model.functional as functional
+
+    m = SASRec(Arch(20, 16, (LayerArch(1, 32),)), 30).eval()
+    x = (torch.ones(1, 20, dtype=torch.long),)
+    key = lowering.content_hash(m, x, "torch", "fp32")
+    monkeypatch.setitem(lowering._SOURCE_HASHES, functional.__file__, "edited")
+    assert lowering.content_hash(m, x, "torch", "fp32") != key
+
+
 def test_validation_reports_noise_floor_and_picks_a_correction(tmp_path, fake_lowering):
     _build(tmp_path)
     res = validate_lut(tmp_path / "lut.json", FakeDevice(), 12, settings=FAKE, workers=0, cache=tmp_path / "cache")

@@ -4,7 +4,8 @@ One implementation of every block serves three uses: the plain model that `easre
 weight-sharing supernet (the same modules at their largest size, run with an active `Arch` that
 slices their weights), and the modules the profiler measures. Attention is written by hand
 (`q @ kᵀ * scale + additive mask`) because `nn.TransformerEncoderLayer` does not `torch.export`
-and SDPA with a mask lowers to ops XNNPACK will not take.
+and SDPA with a mask lowers to ops XNNPACK will not take; the tensor functions it is written with,
+chosen so that export delegates them whole, are in `easrec.model.functional`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from easrec.model.functional import dropout, heads_matmul, l2_normalize, layer_norm, running_mean
 from easrec.space import Arch
 
 NEG = -1e4  # additive mask value: large but finite so fully padded rows do not become NaN
@@ -35,23 +37,6 @@ class SoftChoice:
     head_weights: list[torch.Tensor] | None = None
     ffn_weights: list[torch.Tensor] | None = None
     depth_weights: torch.Tensor | None = None
-
-
-def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """Inverted dropout; on CPU from a uniform draw, which is 4x faster than `F.dropout`'s bernoulli_."""
-    if not training or p == 0.0:
-        return x
-    if x.device.type != "cpu" or p >= 1.0:
-        return F.dropout(x, p, training)
-    # One 16-bit uniform integer per element, cut from 64-bit draws: the generator is called a quarter as
-    # often as `rand_like`'s one float per element. Measured (2 threads, [256, 50, 64]): 1.4 ms against
-    # 3.0 ms for `rand_like` and 15.6 ms (1 thread) for `F.dropout`. Keep-probability 1 - p is resolved to
-    # 1/65536 (exact for p = 0.5).
-    n = x.numel()
-    words = torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64)
-    bits = words.view(torch.int16)[:n].view(x.shape)
-    threshold = min(32767, round(p * 65536) - 32768)
-    return x * ((bits >= threshold) * (1.0 / (1.0 - p)))
 
 
 class Dropout(nn.Module):
@@ -119,24 +104,24 @@ class Attention(nn.Module):
         xq = x[:, -1:] if last_only else x
         q, k, v = proj(self.q, xq), proj(self.k, x), proj(self.v, x)
         if kind == "softmax":
-            att = q @ k.transpose(-1, -2) * (1.0 / math.sqrt(hs)) + mask
-            y = dropout(att.softmax(dim=-1), self.dropout, self.training) @ v
+            att = heads_matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(hs)) + mask
+            y = heads_matmul(dropout(att.softmax(dim=-1), self.dropout, self.training), v)
         else:
-            fq = F.normalize(F.elu(q) + 1.0, dim=-1)
-            fk = F.normalize(F.elu(k) + 1.0, dim=-1) * keep.view(B, 1, L, 1)
+            fq = l2_normalize(F.elu(q) + 1.0)
+            fk = l2_normalize(F.elu(k) + 1.0) * keep.view(B, 1, L, 1)
             if last_only:
-                state = fk.transpose(-1, -2) @ v  # [B, H, hs, hs]: the whole history summed
-                num = fq @ state
+                state = heads_matmul(fk.transpose(-1, -2), v)  # [B, H, hs, hs]: the whole history summed
+                num = heads_matmul(fq, state)
                 den = (fq * fk.sum(dim=2, keepdim=True)).sum(-1, keepdim=True)
             elif self.training:
                 # Same sums in their quadratic masked form: matmuls train ~3× faster than the
                 # cumulative sums over [B, H, L, hs, hs] below, whose backward is memory-bound.
-                scores = (fq @ fk.transpose(-1, -2)) * torch.ones(L, L, dtype=x.dtype, device=x.device).tril()
-                num = scores @ v
+                scores = heads_matmul(fq, fk.transpose(-1, -2)) * torch.ones(L, L, dtype=x.dtype, device=x.device).tril()
+                num = heads_matmul(scores, v)
                 den = scores.sum(-1, keepdim=True)
             else:
                 state = torch.cumsum(fk.unsqueeze(-1) * v.unsqueeze(-2), dim=2)  # causal running sums, O(L)
-                num = (fq.unsqueeze(-2) @ state).squeeze(-2)
+                num = heads_matmul(fq.unsqueeze(-2), state).squeeze(-2)
                 den = (fq * torch.cumsum(fk, dim=2)).sum(-1, keepdim=True)
             y = num / (den + 1e-6)
         if head_weights is not None:
@@ -172,17 +157,6 @@ class FeedForward(nn.Module):
         if gate_out is not None:
             y = y * gate_out
         return y
-
-
-def running_mean(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """Causal running mean over the non-padded positions of x [B, L, d] (the gates' view of the history)."""
-    counts = torch.cumsum(keep, dim=1).clamp(min=1.0).unsqueeze(-1)
-    return torch.cumsum(x, dim=1) / counts
-
-
-def layer_norm(ln: nn.LayerNorm, x: torch.Tensor, d: int) -> torch.Tensor:
-    """LayerNorm over the first d channels with the leading slice of its affine parameters."""
-    return F.layer_norm(x, (d,), ln.weight[:d], ln.bias[:d], ln.eps)
 
 
 class Block(nn.Module):
