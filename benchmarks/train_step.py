@@ -1,7 +1,8 @@
-"""Seconds per SASRec training step on ml-100k, fp32 against bf16 autocast, and the two dropout draws.
+"""Seconds per SASRec training step on ml-100k, fp32 against bf16 autocast, two dropout draws, two matmuls.
 
 `--mode step`: one training step of the default recipe (d 64, 2 layers × 2 heads, FFN 256, batch 256 of
-ml-100k's training prefixes at full length, Adam) in each variant. `--mode epoch`: one whole training epoch
+ml-100k's training prefixes at full length, Adam) in each variant (the attention matmul as
+`heads_matmul`'s bmm or the 4-D `@` it replaced among them). `--mode epoch`: one whole training epoch
 through `train_model` (length-bucketed batches of every width, as `easrec train` runs), per precision.
 Variants are interleaved round by round so that the shared machine's drift falls on every variant alike;
 the script reports the median per variant and its ratio to the first variant within each round, with the
@@ -32,6 +33,7 @@ from easrec.train.trainer import TrainConfig, train_model
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "datasets" / "ml-100k"
 NEW_DROPOUT = sasrec_module.dropout
+BMM = sasrec_module.heads_matmul
 
 
 def float_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -41,10 +43,16 @@ def float_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     return x * ((torch.rand_like(x) >= p) * (1.0 / (1.0 - p)))
 
 
-VARIANTS = {  # name: (precision, dropout)
-    "fp32, float draw (before)": ("fp32", float_dropout),
-    "fp32": ("fp32", NEW_DROPOUT),
-    "bf16": ("bf16", NEW_DROPOUT),
+def plain_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The attention matmul before `heads_matmul` (a 4-D `@`), for the comparison."""
+    return a @ b
+
+
+VARIANTS = {  # name: (precision, dropout, attention matmul)
+    "fp32, float draw (before)": ("fp32", float_dropout, BMM),
+    "fp32": ("fp32", NEW_DROPOUT, BMM),
+    "fp32, 4-D @ matmul": ("fp32", NEW_DROPOUT, plain_matmul),
+    "bf16": ("bf16", NEW_DROPOUT, BMM),
 }
 
 
@@ -80,15 +88,15 @@ def main() -> None:
         opt.step()
 
     def timed(name: str, n: int) -> float:
-        precision, drop = VARIANTS[name]
-        sasrec_module.dropout = drop
+        precision, drop, matmul = VARIANTS[name]
+        sasrec_module.dropout, sasrec_module.heads_matmul = drop, matmul
         try:
             t = time.perf_counter()
             for _ in range(n):
                 step(precision)
             return (time.perf_counter() - t) / n * 1000
         finally:
-            sasrec_module.dropout = NEW_DROPOUT
+            sasrec_module.dropout, sasrec_module.heads_matmul = NEW_DROPOUT, BMM
 
     for name in VARIANTS:  # warm-up (oneDNN primitives, allocator)
         timed(name, 3)
