@@ -2,7 +2,7 @@
 
 A function exported as ops XNNPACK does not take cuts the lowered graph into more delegates, with a
 portable-kernel op and two hand-offs at every cut. Written as `bmm` and `linear`, the attention matmuls
-and the linear attention's L2 norms stay inside delegates: the shipped graph runs at 0.6-0.8x the time
+and the linear attention's L2 norms stay inside delegates: the shipped graph runs at 0.6-0.9x the time
 it took with `@` and `F.normalize` (benchmarks/README.md, "Attention as delegated ops").
 """
 
