@@ -148,7 +148,9 @@ def run_dir(tmp_path_factory):
     sys.path.insert(0, str(ROOT / "tests"))
     from test_export import make_run
 
-    return make_run(tmp_path_factory.mktemp("lowering-run") / "run", epochs=1)
+    # Two epochs, as test_export's run: after one, the synthetic-small model (used where ../shared is absent)
+    # scores NDCG@10 0.045, near chance, and int8 parity's 2 % tolerance is then ranking noise (-6.5 %).
+    return make_run(tmp_path_factory.mktemp("lowering-run") / "run", epochs=2)
 
 
 @pytest.mark.slow
