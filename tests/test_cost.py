@@ -36,13 +36,13 @@ def known_difference(component: Component) -> float:
         # The model computes the whole L×L score and mix products and masks them; the model counts the causal half.
         return -2 * k["L"] * k["L"] * k["heads"] * k["hs"] / 1e6
     if component.name in ("attention", "last_attention") and k["kind"] == "linear":
-        # The running sums' outer products k_i v_iᵀ are elementwise (not counted by torch); the newest
-        # position's is a matmul in the last block.
-        rows = k["L"] if component.name == "attention" else k["L"] - 1
+        # The model counts L outer products k_i [v_i, 1]ᵀ and L query reads; the last block runs the
+        # sum of the outer products as one matmul and queries once, so torch counts L + 1, not 2L.
+        rows = 0 if component.name == "attention" else k["L"] - 1
         # The feature maps' L2 norms (queries and keys) sum their squares with a matmul against ones
         # (`l2_normalize`, so XNNPACK delegates it); torch counts it, the model ignores reductions.
         norm_rows = (2 * k["L"]) if component.name == "attention" else (k["L"] + 1)
-        return (2 * rows * k["heads"] * k["hs"] * k["hs"] - 2 * norm_rows * k["heads"] * k["hs"]) / 1e6
+        return (2 * rows * k["heads"] * k["hs"] * (k["hs"] + 1) - 2 * norm_rows * k["heads"] * k["hs"]) / 1e6
     return 0.0
 
 

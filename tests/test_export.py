@@ -248,8 +248,9 @@ def test_gated_model_exports_to_executorch_with_parity(tmp_path):
 
 @pytest.mark.parametrize("kind", ["softmax", "linear"])
 def test_attention_exports_without_undelegated_copies(kind):
-    """The attention matmuls and L2 norms reach XNNPACK whole: no expand_copy or pow left on the CPU kernels
-    between delegates (each one cut the graph and cost a portable copy)."""
+    """The attention matmuls, L2 norms and feature maps reach XNNPACK whole: no expand_copy, pow, elu or
+    reduction left on the CPU kernels between delegates (each one cut the graph and cost a portable copy);
+    linear attention keeps one running sum per full block on the CPU, nothing more."""
     pytest.importorskip("executorch")
     from easrec.export.backends import delegation_report, to_xnnpack
     from easrec.export.graph import TopKGraph
@@ -265,3 +266,5 @@ def test_attention_exports_without_undelegated_copies(kind):
     assert cpu.get("aten_expand_copy_default", 0) <= 1, cpu  # one: the scoring's fill value, not attention
     assert not any("pow" in op for op in cpu), cpu
     assert rep["ops"]["aten_bmm_default"]["delegated"] > 0 and "aten_bmm_default" not in cpu
+    assert not any(("elu" in op and "gelu" not in op) or "sum_dim" in op or "squeeze" in op for op in cpu), cpu
+    assert cpu.get("aten_cumsum_default", 0) == (1 if kind == "linear" else 0), cpu

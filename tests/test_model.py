@@ -86,6 +86,20 @@ def test_last_only_equals_last_row_of_full(attention, gates):
     torch.testing.assert_close(last, full[:, -1], atol=ATOL, rtol=1e-5)
 
 
+@pytest.mark.parametrize("gates", [False, True], ids=["plain", "gates"])
+def test_linear_attention_trains_and_infers_the_same_function(gates):
+    """Training's quadratic masked form and inference's running sums (with the ones column) agree."""
+    model = make_model("linear", gates)
+    ids = random_ids(5, 20, n_pad=[0, 1, 6, 13, 19])
+    with torch.no_grad():
+        infer = model.encode(ids)
+        model.train()  # dropout is 0: only the attention's form changes
+        trained = model.encode(ids)
+        model.eval()
+    torch.testing.assert_close(infer, trained, atol=ATOL, rtol=1e-4)
+    assert not torch.allclose(infer[:, :-1], infer[:, 1:], atol=1e-3)  # positions differ: not a constant
+
+
 @pytest.mark.parametrize("attention,gates", VARIANTS, ids=VARIANT_IDS)
 def test_positions_counted_from_newest(attention, gates):
     model = make_model(attention, gates, max_len=20)
@@ -381,10 +395,10 @@ def test_search_space_json_round_trip_and_size():
 
 
 def test_export_friendly_functions_match_torch_and_their_gradients():
-    """`heads_matmul` is `@` and `l2_normalize` is `F.normalize`, values and gradients."""
+    """`heads_matmul` is `@`, `l2_normalize` is `F.normalize`, `elu_plus_one` is `elu + 1`: values and gradients."""
     import torch.nn.functional as F
 
-    from easrec.model.functional import heads_matmul, l2_normalize
+    from easrec.model.functional import elu_plus_one, heads_matmul, l2_normalize
 
     torch.manual_seed(0)
     a = torch.randn(2, 3, 5, 4, requires_grad=True)
@@ -402,3 +416,7 @@ def test_export_friendly_functions_match_torch_and_their_gradients():
     g2 = torch.autograd.grad(F.normalize(x, dim=-1)[:, 0].sum(), x)[0]
     assert torch.allclose(g1, g2, atol=1e-5)
     assert torch.equal(l2_normalize(torch.zeros(2, 3)), torch.zeros(2, 3))  # no NaN at zero, as F.normalize
+    z = torch.linspace(-4, 4, 81, requires_grad=True)
+    assert torch.allclose(elu_plus_one(z), F.elu(z) + 1.0, atol=1e-6)
+    gz = torch.autograd.grad(elu_plus_one(z).sum(), z)[0]
+    assert torch.allclose(gz, torch.autograd.grad(F.elu(z).sum(), z)[0], atol=1e-6)

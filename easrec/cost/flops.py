@@ -31,7 +31,9 @@ class FlopsCostModel(CostModel):
                 # q·kᵀ and att·v; causal, so a full query block needs about half of L² each.
                 mix = 2 * L * inner if name == "last_attention" else L * L * inner
             else:
-                mix = 2 * L * inner * hs
+                # Running sums of k vᵀ and each query's read of them; v carries a column of ones
+                # that gives the normaliser in the same products (hs + 1).
+                mix = 2 * L * inner * (hs + 1)
             macs = proj + mix
         elif name in ("ffn", "last_ffn"):
             rows = k.get("L", 1) if name == "ffn" else 1

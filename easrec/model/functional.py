@@ -42,8 +42,20 @@ def l2_normalize(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     """`F.normalize(x, dim=-1)`, with the sum of squares as a matmul against ones."""
     # Why: F.normalize exports as pow + sum + expand_copy, none of which XNNPACK delegates, so each
     # one cut the linear-attention graph into more delegates; a matmul, clamp and rsqrt are delegated.
-    ss = F.linear(x * x, torch.ones(1, x.shape[-1], dtype=x.dtype, device=x.device))
+    ss = last_dim_sum(x * x)
     return x * torch.rsqrt(ss.clamp_min(eps * eps))
+
+
+def elu_plus_one(x: torch.Tensor) -> torch.Tensor:
+    """`F.elu(x) + 1` (linear attention's feature map), as relu(x) + exp(min(x, 0))."""
+    # Why: XNNPACK's partitioner does not take `elu` (its config is disabled in this ExecuTorch), so
+    # each one cut the graph; relu, clamp, exp and add are delegated. Equal in value and gradient.
+    return F.relu(x) + torch.exp(x.clamp(max=0.0))
+
+
+def last_dim_sum(x: torch.Tensor) -> torch.Tensor:
+    """`x.sum(-1, keepdim=True)`, as a matmul against ones (a reduction XNNPACK does not take)."""
+    return F.linear(x, torch.ones(1, x.shape[-1], dtype=x.dtype, device=x.device))
 
 
 def running_mean(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
