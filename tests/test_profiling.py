@@ -411,12 +411,16 @@ def test_validation_reports_noise_floor_and_picks_a_correction(tmp_path, fake_lo
         assert r["predicted_ms"] == pytest.approx(LatencyTable.load(tmp_path / "lut.json").cost(Arch.from_dict(r["arch"])))
 
 
-def test_validation_of_a_gated_space_measures_ungated_subnets_too(tmp_path, fake_lowering):
+def test_validation_of_a_gated_space_measures_ungated_subnets_and_sasrec_shapes_too(tmp_path, fake_lowering):
     from easrec.profiling.validate import validation_archs
 
-    archs = validation_archs(SMALL, 12, seed=0)
+    deep = dataclasses.replace(SMALL, depths=(3, 4))
+    archs = validation_archs(deep, 12, seed=0)
     assert len({a.hash() for a in archs}) == len(archs)
     assert sum(a.gates for a in archs) == 6 and sum(not a.gates for a in archs) == 6
+    uniform = [a for a in archs if len(set(a.layers)) == 1]
+    # Every fourth is a SASRec shape (random deep subnets of this space are almost never uniform).
+    assert len(uniform) >= 3 and all(not a.gates for a in uniform)
     assert all(not a.gates for a in validation_archs(dataclasses.replace(SMALL, gates=False), 6))
     _build(tmp_path)
     res = validate_lut(tmp_path / "lut.json", FakeDevice(), 8, settings=FAKE, workers=0, cache=None)
