@@ -1,8 +1,9 @@
-"""Seconds per SASRec training step on ml-100k, fp32 against bf16 autocast, two dropout draws, two matmuls.
+"""Seconds per SASRec training step on ml-100k: fp32 against bf16 autocast, two dropout draws, two matmuls, eager against torch.compile.
 
 `--mode step`: one training step of the default recipe (d 64, 2 layers × 2 heads, FFN 256, batch 256 of
 ml-100k's training prefixes at full length, Adam) in each variant (the attention matmul as
-`heads_matmul`'s bmm or the 4-D `@` it replaced among them). `--mode epoch`: one whole training epoch
+`heads_matmul`'s bmm or the 4-D `@` it replaced among them; the loss under `torch.compile`, whose one-off
+compile time is printed apart). `--mode epoch`: one whole training epoch
 through `train_model` (length-bucketed batches of every width, as `easrec train` runs), per precision.
 Variants are interleaved round by round so that the shared machine's drift falls on every variant alike;
 the script reports the median per variant and its ratio to the first variant within each round, with the
@@ -48,11 +49,12 @@ def plain_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return a @ b
 
 
-VARIANTS = {  # name: (precision, dropout, attention matmul)
-    "fp32, float draw (before)": ("fp32", float_dropout, BMM),
-    "fp32": ("fp32", NEW_DROPOUT, BMM),
-    "fp32, 4-D @ matmul": ("fp32", NEW_DROPOUT, plain_matmul),
-    "bf16": ("bf16", NEW_DROPOUT, BMM),
+VARIANTS = {  # name: (precision, dropout, attention matmul, loss under torch.compile)
+    "fp32, float draw (before)": ("fp32", float_dropout, BMM, False),
+    "fp32": ("fp32", NEW_DROPOUT, BMM, False),
+    "fp32, 4-D @ matmul": ("fp32", NEW_DROPOUT, plain_matmul, False),
+    "bf16": ("bf16", NEW_DROPOUT, BMM, False),
+    "fp32, torch.compile": ("fp32", NEW_DROPOUT, BMM, True),
 }
 
 
@@ -78,26 +80,31 @@ def main() -> None:
     torch.manual_seed(0)
     model = SASRec(sasrec_arch(args.max_len, 64, 2, 2, 256), data.n_items, 0.5).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    compiled_loss = torch.compile(model.loss)  # the same parameters; compiled on first use, timed apart below
 
-    def step(precision: str) -> None:
+    def step(precision: str, compiled: bool = False) -> None:
         idx = torch.randint(0, len(x_all), (args.batch,), generator=gen)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            loss = model.loss(x_all[idx], y_all[idx])
+            loss = (compiled_loss if compiled else model.loss)(x_all[idx], y_all[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
     def timed(name: str, n: int) -> float:
-        precision, drop, matmul = VARIANTS[name]
+        precision, drop, matmul, compiled = VARIANTS[name]
         sasrec_module.dropout, sasrec_module.heads_matmul = drop, matmul
         try:
             t = time.perf_counter()
             for _ in range(n):
-                step(precision)
+                step(precision, compiled)
             return (time.perf_counter() - t) / n * 1000
         finally:
             sasrec_module.dropout, sasrec_module.heads_matmul = NEW_DROPOUT, BMM
 
+    t0 = time.perf_counter()
+    step("fp32", compiled=True)
+    compile_s = time.perf_counter() - t0
+    print(f"torch.compile: first step {compile_s:.1f} s (compiling)", flush=True)
     for name in VARIANTS:  # warm-up (oneDNN primitives, allocator)
         timed(name, 3)
     rounds, loads = [], []
@@ -115,7 +122,7 @@ def main() -> None:
         print(f"{name:<28} {s['median_ms']:>18.1f} {s['median_ratio_to_before']:>28.2f}")
     print(f"load average per round: {loads}; {args.threads} threads, L {args.max_len}, batch {args.batch}")
     record = {"mode": "step", "variants": summary, "loads": loads, "threads": args.threads, "max_len": args.max_len, "batch": args.batch,
-              "steps": args.steps, "rounds": args.rounds, "torch": torch.__version__,
+              "steps": args.steps, "rounds": args.rounds, "torch": torch.__version__, "compile_first_step_s": compile_s,
               "bf16_native": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()), "time": time.strftime("%Y-%m-%d %H:%M")}
     write(args.out, record)
 
