@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--space", help="search space JSON (SearchSpace.to_dict); default: the default space")
     p.add_argument("--workers", type=nonneg_int, default=None, help="processes lowering graphs (default: cores, 0 for torch)")
     p.add_argument("--max-seconds", type=positive_float, default=None, help="cap on timed seconds per graph")
-    p.add_argument("--subnets", type=positive_int, default=50, help="validate: number of random subnets (default 50)")
+    p.add_argument("--subnets", type=positive_int, default=50, help="validate: number of subnets (default 50; random, a quarter of them SASRec shapes)")
     p.add_argument("--seed", type=nonneg_int, default=0, help="validate: seed of the subnet sample")
     p.add_argument("--refit", action="store_true",
                    help="validate: choose the correction again from the measurements the validation stored "
