@@ -193,6 +193,26 @@ def test_debug_shows_the_exception(tmp_path):
         main(["--debug", "train", str(tmp_path / "nope.csv"), *TINY, "--out", str(tmp_path / "r")])
 
 
+def test_debug_after_the_command_shows_the_exception_too(tmp_path, capsys):
+    from easrec.errors import EasrecError
+
+    with pytest.raises(EasrecError):
+        main(["train", str(tmp_path / "nope.csv"), *TINY, "--out", str(tmp_path / "r"), "--debug"])
+    # Without --debug the same failure is one line, exit 2.
+    rc, out, err = run_cli(capsys, "train", str(tmp_path / "nope.csv"), *TINY, "--out", str(tmp_path / "r"))
+    assert_one_line_error(rc, out, err, "nope.csv")
+
+
+def test_global_flags_are_not_reset_by_the_command():
+    from easrec.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["--debug", "-v", "data", "stats", "synthetic"]).debug is True
+    assert parser.parse_args(["--debug", "-v", "data", "stats", "synthetic"]).verbose is True
+    assert parser.parse_args(["profile", "validate", "lut.json", "--debug"]).debug is True
+    assert parser.parse_args(["data", "stats", "synthetic"]).debug is False
+
+
 def test_evaluate_from_another_directory(tmp_path, monkeypatch, capsys):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
@@ -340,6 +360,7 @@ SEARCH_FAST = ["--search-epochs", "1", "--epochs", "1", "--batch-size", "64", "-
     ({}, ["--device", "cpu:2"], ["'device.threads'"]),
     ({}, ["--space", "{other_space}"], ["'space.ds'", "--space"]),
     ({}, ["--reference", "{tmp}/absent"], ["--reference", "absent"]),
+    ({}, ["--gate-input", "position"], ["'space.gate_input'", "--gate-input"]),
 ])
 def test_search_refuses_a_lut_for_another_device_or_space(tmp_path, capsys, fields, options, needles):
     lut = tmp_path / "lut.json"
@@ -395,3 +416,12 @@ def test_train_and_search_defaults_are_the_trainers_measured_defaults():
     assert (train.plateau_factor, train.plateau_evals) == (default.plateau_factor, default.plateau_evals)
     search = build_parser().parse_args(["search", "synthetic-small", "--budget-ratio", "0.5"])
     assert (search.targets, search.patience) == (default.targets, default.patience)
+
+
+def test_search_gate_input_sets_the_spaces_gates():
+    from easrec.search.run import load_cost_model
+
+    assert load_cost_model(None, 100, None).space.gate_input == "mean"
+    model = load_cost_model(None, 100, None, gate_input="position")
+    assert model.space.gate_input == "position"
+    assert model.space.largest().gate_input == "position"

@@ -68,7 +68,24 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.register(sub)
+    _accept_global_flags(sub)
     return parser
+
+
+def _accept_global_flags(sub: argparse._SubParsersAction) -> None:
+    """`--debug` and `-v` after the command too (`easrec train DATA --debug`), in every command and sub-command.
+
+    SUPPRESS keeps a command's parser from resetting a flag given before the command.
+    """
+    for cmd in set(sub.choices.values()):
+        have = {o for a in cmd._actions for o in a.option_strings}
+        if "--debug" not in have:
+            cmd.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks and debug logs")
+        if "--verbose" not in have and "-v" not in have:
+            cmd.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log progress at INFO level")
+        for action in cmd._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _accept_global_flags(action)
 
 
 def _usage_message(exc: UsageError) -> tuple[str, str | None]:

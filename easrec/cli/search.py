@@ -34,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strategy", choices=["gates"], default="gates")
     p.add_argument("--constraint", choices=["dynamic", "paper"], default="dynamic")
     p.add_argument("--no-gates", action="store_true", help="ablation: supernet without the data-aware gates")
+    p.add_argument("--gate-input", choices=["mean", "position"], default=None,
+                   help="what the gates read: the causal running mean of the history or each position's embedding (the "
+                        "paper's); default: the space's (mean). With --lut it must be the table's")
     p.add_argument("--retrain", choices=["inherit", "scratch"], default="inherit", help="fine-tune inherited weights or retrain from scratch")
     p.add_argument("--search-epochs", type=positive_int, default=20)
     p.add_argument("--finalist-epochs", type=nonneg_int, default=2,
@@ -73,7 +76,8 @@ def cmd_search(args: argparse.Namespace) -> dict:
         _check_lut(args, space)
     reference = _reference(args.reference) if args.reference else None
     dataset, data_cfg = load_data_from_args(args)
-    cost_model = load_cost_model(space, dataset.n_items, args.lut, gates=False if args.no_gates else None)
+    cost_model = load_cost_model(space, dataset.n_items, args.lut, gates=False if args.no_gates else None,
+                                 gate_input=args.gate_input)
     if args.budget_ratio is not None:
         budget = resolve_budget(cost_model, ratio=args.budget_ratio, reference=reference)
     else:

@@ -27,12 +27,14 @@ log = logging.getLogger(__name__)
 UNIT_FLAGS = {"ms": "--budget-ms", "MFLOPs": "--budget-mflops", "mJ": "--budget-mj"}
 
 
-def load_cost_model(space: SearchSpace | None, n_items: int, lut: Path | None, *, gates: bool | None = None) -> CostModel:
+def load_cost_model(space: SearchSpace | None, n_items: int, lut: Path | None, *, gates: bool | None = None,
+                    gate_input: str | None = None) -> CostModel:
     """The measured LUT when given (in its own space, or checked against `space`), else analytic FLOPs over `space`.
 
     `gates` switches the space's gates (the `--no-gates` ablation). A LUT measured for a gated space
     serves the ungated one too: gates are measured as what they add to the ungated FFN, whose
-    entries are therefore in the table.
+    entries are therefore in the table. `gate_input` sets what the gates read; a LUT's gates were
+    measured with one input, so there it must be the table's.
     """
     import dataclasses
 
@@ -40,10 +42,15 @@ def load_cost_model(space: SearchSpace | None, n_items: int, lut: Path | None, *
         space = space or SearchSpace()
         if gates is not None and space.gates != gates:
             space = dataclasses.replace(space, gates=gates)
+        if gate_input is not None and space.gate_input != gate_input:
+            space = dataclasses.replace(space, gate_input=gate_input)
         return FlopsCostModel(space, n_items)
     from easrec.profiling.lut import LatencyTable
 
     table = LatencyTable.load(lut, space=space)
+    if gate_input is not None and table.space.gate_input != gate_input:
+        raise EasrecError(f"{lut}: field 'space.gate_input' is {table.space.gate_input!r} but --gate-input is {gate_input!r}; "
+                          "profile a space with that gate input (--space) or drop --gate-input")
     if gates is not None and table.space.gates != gates:
         switched = dataclasses.replace(table.space, gates=gates)
         missing = table.missing(switched)
