@@ -19,6 +19,7 @@ from easrec.export.lowering import check
 from easrec.profiling import protocol
 from easrec.profiling.components import design_programs
 from easrec.profiling.monotonicity import monotonicity_violations, program_violations, programs_to_remeasure
+from easrec.profiling.shape_model import solve_shape_entries
 from easrec.profiling.solve import program_value, solve_entries
 from easrec.profiling.table import (
     FINGERPRINT_FIELDS, FORMAT_VERSION, METHOD, LatencyTable, check_data, check_device, device_fingerprint, new_data,
@@ -59,6 +60,8 @@ def build_lut(
     cache: bool | str | Path | None = True,
     seed: int = 0,
     deep: bool = False,
+    design_kind: str = "entries",
+    n_programs: int | None = None,
 ) -> LatencyTable:
     """Measure the whole programs that pin down every component of `space` (plus `extra`, default the
     reference SASRec) and solve the entries into `out`.
@@ -69,6 +72,8 @@ def build_lut(
     or None). Entries that break monotonicity beyond noise get their programs re-measured (at most
     `settings.remeasure_passes` times). `progress(done, total, what)` counts measured programs. `deep` also
     measures three- and four-block programs as extra least-squares rows (`deep_programs`).
+    `design_kind="shape"` measures `n_programs` programs and sets every entry from a shape model fitted on
+    them (`shape_model`); a table keeps the design it was begun with.
     """
     check(runtime, dtype)
     if batch != 1:
@@ -99,9 +104,15 @@ def build_lut(
     started = datetime.datetime.now().isoformat(timespec="seconds")
     monitor = protocol.LoadMonitor()
     t_design = protocol.Clock()
-    design = design_programs(space, extra, deep=deep)
+    begun = (data.get("design") or {}).get("kind", "entries") if data.get("programs") else None
+    if begun is not None and begun != design_kind:
+        raise EasrecError(f"{out}: field 'design.kind' is {begun!r}, not {design_kind!r}: resume with --design {begun} "
+                          "or use another --out")
+    if begun == "shape" and n_programs is None:
+        n_programs = (data.get("design") or {}).get("programs")
+    design = design_programs(space, extra, deep=deep, kind=design_kind, n_programs=n_programs, n_items=n_items)
     data["design"] = {"programs": len(design.programs), "unknowns": len(design.unknowns), "rank": design.rank,
-                      "gauge": design.gauge, "candidates": design.candidates, "deep": deep}
+                      "gauge": design.gauge, "candidates": design.candidates, "deep": deep, "kind": design.kind}
     programs = data.setdefault("programs", {})
     timing = data.setdefault("timing", {"lowering_s": 0.0, "measuring_s": 0.0, "solving_s": 0.0,
                                         "graphs_lowered": 0, "graphs_from_cache": 0})
@@ -166,7 +177,7 @@ def build_lut(
                 canary["drift"] = protocol.drift(canary["start_ms"], canary["end_ms"])
                 data.setdefault("canary", []).append(canary)
             t_solve = protocol.Clock()
-            remeasure_s = _solve_and_check(data, design, space, n_items, device, lowerer, threads, settings, seed, monitor)
+            remeasure_s = _solve_and_check(data, design, space, n_items, device, lowerer, threads, settings, seed, monitor, extra)
             measuring_s += remeasure_s
             timing["solving_s"] = float(timing.get("solving_s", 0.0)) + t_solve.elapsed() - remeasure_s
     finally:
@@ -191,7 +202,7 @@ def _top(rec: dict[str, Any]) -> dict[str, Any]:
     return {k: rec[k] for k in ("median_ms", "p10_ms", "p90_ms", "sigma_ms", "raw_median_ms", "rounds", "runs") if k in rec}
 
 
-def _solve_and_check(data, design, space, n_items, device, lowerer, threads, settings, seed, monitor) -> float:
+def _solve_and_check(data, design, space, n_items, device, lowerer, threads, settings, seed, monitor, extra=()) -> float:
     """Solve the entries; re-measure the programs behind monotonicity violations; solve again.
 
     Returns the seconds spent re-measuring."""
@@ -200,7 +211,12 @@ def _solve_and_check(data, design, space, n_items, device, lowerer, threads, set
     def check(entries, info):
         return program_violations(design, programs) + monotonicity_violations(entries, null=info["null"], unknowns=info["unknowns"])
 
-    entries, info = solve_entries(design, programs, space, n_items)
+    def solve():
+        if design.kind == "shape":
+            return solve_shape_entries(design, programs, space, n_items, extra)
+        return solve_entries(design, programs, space, n_items)
+
+    entries, info = solve()
     violations = check(entries, info)
     history = {"initial_violations": len(violations), "passes": [], "examples": violations[:5]}
     archs = dict(design.programs)
@@ -224,7 +240,7 @@ def _solve_and_check(data, design, space, n_items, device, lowerer, threads, set
             programs[pid].setdefault("sessions", []).append(rec)
             value, sigma = program_value(programs[pid])
             programs[pid].update(median_ms=value, sigma_ms=sigma)
-        entries, info = solve_entries(design, programs, space, n_items)
+        entries, info = solve()
         before = len(violations)
         violations = check(entries, info)
         history["passes"].append({"remeasured": pids, "violations_before": before, "violations_after": len(violations)})
@@ -239,4 +255,6 @@ def _solve_and_check(data, design, space, n_items, device, lowerer, threads, set
                      "gauge": design.gauge, "prior_scale": info["prior_scale"],
                      "prior": "FLOPs (+ the embedding's elementwise work) x a fitted scale per component type; "
                               "decides only what whole programs cannot tell apart"}
+    if design.kind == "shape":
+        data["solve"].update(theta=info["theta"], prior="none: every entry is its shape's features x theta")
     return spent

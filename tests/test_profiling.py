@@ -793,3 +793,78 @@ def test_round_canary_is_the_median_over_a_rounds_slots():
     # Three slots, two rounds: one canary timing of round 0 was hit by load, the round's value ignores it.
     assert round_canary([[1.0, 2.0], [1.1, 2.1], [9.0, 2.2]]) == [1.1, 2.1]
     assert round_canary([]) == []
+
+
+# --- the shape design: few whole programs, every entry from a model of its component's shape ---------
+
+def _shape_truth(space, seed=3):
+    """θ for every shape parameter of `space`: a device whose components cost exactly features · θ."""
+    from easrec.profiling.shape_model import parameter_names
+
+    rng = __import__("random").Random(seed)
+    return {n: rng.uniform(0.002, 0.05) for n in parameter_names(space)}
+
+
+class ShapeDevice(FakeDevice):
+    """Latency = Σ over the program's components of features · θ (the shape model's own form)."""
+
+    def __init__(self, theta):
+        super().__init__()
+        self.theta = theta
+
+    def measure(self, artifact, inputs, **kw):
+        from easrec.profiling.shape_model import program_features
+
+        desc = json.loads(open(artifact).read())
+        if "canary" in desc:
+            return FakeStats(0.1)
+        arch = None if "overhead" in desc else Arch.from_dict(desc["arch"])
+        self.measured.append("overhead" if arch is None else program_id(arch))
+        return FakeStats(sum(v * self.theta[n] for n, v in program_features(arch).items()))
+
+
+def test_shape_design_measures_few_programs_and_predicts_every_architecture(tmp_path, fake_lowering):
+    from easrec.profiling.shape_model import parameter_names, program_features
+
+    theta = _shape_truth(SMALL)
+    k = len(parameter_names(SMALL)) + 4
+    dev = ShapeDevice(theta)
+    table = build_lut(dev, SMALL, "torch", "fp32", N_ITEMS, 1, tmp_path / "lut.json", settings=FAKE, workers=0,
+                      extra=[], chunk=8, cache=tmp_path / "cache", design_kind="shape", n_programs=k)
+    entries_design = design_programs(SMALL, [])
+    assert len(table.data["programs"]) == k < len(entries_design.programs)
+    assert set(table.data["programs"]) <= {p for p, _ in entries_design.programs}
+    assert table.data["design"]["kind"] == "shape" and set(table.data["solve"]["theta"]) == set(theta)
+    assert set(table.entries) == {c.id() for c in space_components(SMALL)}
+    rng = __import__("random").Random(11)
+    for _ in range(30):
+        arch = SMALL.sample(rng)
+        truth = sum(v * theta[n] for n, v in program_features(arch).items())
+        assert table.raw_cost(arch) == pytest.approx(truth, rel=1e-6)
+    # A finished table is not measured again; a table keeps the design it was begun with.
+    calls = dev.calls
+    build_lut(dev, SMALL, "torch", "fp32", N_ITEMS, 1, tmp_path / "lut.json", settings=FAKE, workers=0, extra=[],
+              cache=tmp_path / "cache", design_kind="shape")
+    assert dev.calls == calls
+    with pytest.raises(EasrecError, match="'design.kind'"):
+        build_lut(dev, SMALL, "torch", "fp32", N_ITEMS, 1, tmp_path / "lut.json", settings=FAKE, workers=0, extra=[],
+                  cache=tmp_path / "cache")
+
+
+def test_shape_design_chooses_a_full_rank_set_from_a_prior_only():
+    from easrec.profiling.shape_model import feature_matrix, parameter_names, program_features
+
+    space = SearchSpace()
+    names = parameter_names(space, [reference_arch()])
+    design = design_programs(space, [reference_arch()], kind="shape", n_programs=40)
+    X = feature_matrix([program_features(a) for _, a in design.programs], names)
+    pool = design_programs(space, [reference_arch()])
+    X_pool = feature_matrix([program_features(a) for _, a in pool.programs], names)
+    # Once-per-program parts (embedding, scoring, last block) always come together: no program separates
+    # their constants, and no model needs to. The chosen 40 resolve everything the 259 programs resolve.
+    assert len(design.programs) == 40 and np.linalg.matrix_rank(X) == np.linalg.matrix_rank(X_pool) < len(names)
+    # Asking for fewer programs than parameters still gets enough to fit every parameter.
+    few = design_programs(space, [reference_arch()], kind="shape", n_programs=3)
+    assert len(few.programs) == len(names)
+    with pytest.raises(EasrecError, match="design"):
+        design_programs(space, [], kind="cubic")

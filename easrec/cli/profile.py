@@ -33,6 +33,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="LUT file to write (resumed when it exists)")
     p.add_argument("--space", help="search space JSON (SearchSpace.to_dict); default: the default space")
     p.add_argument("--workers", type=nonneg_int, default=None, help="processes lowering graphs (default: cores, 0 for torch)")
+    p.add_argument("--design", choices=["entries", "shape"], default="entries",
+                   help="entries: one whole program per table entry (259 in the default space); shape: --programs "
+                        "programs fit a model of each component's shape that sets every entry (a ~4x shorter cold build)")
+    p.add_argument("--programs", type=positive_int, default=None,
+                   help="--design shape: whole programs measured (default 60; at least the model's parameters, 35 in the default space)")
     p.add_argument("--max-seconds", type=positive_float, default=None, help="cap on timed seconds per graph")
     p.add_argument("--subnets", type=positive_int, default=50, help="validate: number of subnets (default 50; random, a quarter of them SASRec shapes)")
     p.add_argument("--seed", type=nonneg_int, default=0, help="validate: seed of the subnet sample")
@@ -127,7 +132,8 @@ def run_build(args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     with _Progress(progress_enabled(args), f"profiling {args.runtime} {args.dtype}") as bar:
         table = build_lut(device, space, args.runtime, args.dtype, args.items, threads, args.out,
-                          progress=bar, settings=_settings(args), workers=args.workers)
+                          progress=bar, settings=_settings(args), workers=args.workers, design_kind=args.design,
+                          n_programs=args.programs)
     canary = (table.data.get("canary") or [{}])[-1]
     result = {
         "out": str(args.out), "entries": len(table.entries), "space_hash": table.data["space_hash"],
