@@ -55,7 +55,6 @@ import torch
 import torch.nn as nn
 
 from easrec.cost import Component, components, space_components
-from easrec.errors import EasrecError
 from easrec.export.graph import TopKGraph
 from easrec.model.sasrec import SASRec, running_mean
 from easrec.space import Arch, LayerArch
@@ -336,29 +335,14 @@ def deep_programs(space, extra: Iterable[Arch] = ()) -> list[Arch]:
     return out
 
 
-DESIGN_KINDS = ("entries", "shape")
-
-
-def design_programs(space, extra: Iterable[Arch] = (), deep: bool = False, kind: str = "entries",
-                    n_programs: int | None = None, n_items: int = 10000) -> ProgramDesign:
+def design_programs(space, extra: Iterable[Arch] = (), deep: bool = False) -> ProgramDesign:
     """The fewest whole programs that pin down every entry whole programs can pin down (greedy, by rank).
 
     Candidates come cheapest first (`candidate_programs`); one is kept when its component counts are
     not a combination of the kept ones'. The overhead program comes first. `deep` adds
     `deep_programs` as extra rows (they add no rank; the entries become a least-squares fit over them too).
-    `kind="shape"` keeps only `n_programs` of them (default `shape_model.DEFAULT_PROGRAMS`), chosen for
-    the shape model (`shape_model.choose_programs`), whose parameters then set every entry.
+    `shape_model.shape_design` keeps fewer of them, for a model of each component's shape.
     """
-    if kind not in DESIGN_KINDS:
-        raise EasrecError(f"design: must be one of {DESIGN_KINDS}, got {kind!r}")
-    if kind == "shape":
-        from easrec.profiling.shape_model import DEFAULT_PROGRAMS, choose_programs
-
-        full = design_programs(space, extra, deep=deep)
-        k = DEFAULT_PROGRAMS if n_programs is None else int(n_programs)
-        chosen = choose_programs(full.programs, space, n_items, k, extra)
-        A = full.matrix([p for p, _ in chosen])
-        return ProgramDesign(chosen, full.unknowns, int(np.linalg.matrix_rank(A)), full.candidates, kind="shape")
     extra = list(extra)
     unknowns = [c.id() for c in space_components(space, extra)]
     index = {u: j for j, u in enumerate(unknowns)}

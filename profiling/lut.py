@@ -17,9 +17,8 @@ from easrec.errors import EasrecError
 from easrec.io import atomic_write_json
 from easrec.export.lowering import check
 from easrec.profiling import protocol
-from easrec.profiling.components import design_programs
 from easrec.profiling.monotonicity import monotonicity_violations, program_violations, programs_to_remeasure
-from easrec.profiling.shape_model import solve_shape_entries
+from easrec.profiling.shape_model import make_design, solve_shape_entries
 from easrec.profiling.solve import program_value, solve_entries
 from easrec.profiling.table import (
     FINGERPRINT_FIELDS, FORMAT_VERSION, METHOD, LatencyTable, check_data, check_device, device_fingerprint, new_data,
@@ -110,7 +109,7 @@ def build_lut(
                           "or use another --out")
     if begun == "shape" and n_programs is None:
         n_programs = (data.get("design") or {}).get("programs")
-    design = design_programs(space, extra, deep=deep, kind=design_kind, n_programs=n_programs, n_items=n_items)
+    design = make_design(design_kind, space, extra, deep=deep, n_programs=n_programs, n_items=n_items)
     data["design"] = {"programs": len(design.programs), "unknowns": len(design.unknowns), "rank": design.rank,
                       "gauge": design.gauge, "candidates": design.candidates, "deep": deep, "kind": design.kind}
     programs = data.setdefault("programs", {})

@@ -23,9 +23,13 @@ import numpy as np
 
 from easrec.cost import Component, components, space_components
 from easrec.cost.flops import FlopsCostModel
+from easrec.errors import EasrecError
+from easrec.profiling.components import ProgramDesign, design_programs
+from easrec.profiling.solve import component_from_id, program_value
 from easrec.space import Arch, SearchSpace
 
 DEFAULT_PROGRAMS = 60
+DESIGN_KINDS = ("entries", "shape")
 
 
 def features(c: Component) -> dict[str, float]:
@@ -117,12 +121,31 @@ def choose_programs(pool: list[tuple[str, Arch | None]], space: SearchSpace, n_i
     return [pool[i] for i in idx]
 
 
+def shape_design(space: SearchSpace, extra: Iterable[Arch] = (), deep: bool = False, n_programs: int | None = None,
+                 n_items: int = 10000) -> ProgramDesign:
+    """The entries design's programs cut to `n_programs` (default `DEFAULT_PROGRAMS`) chosen for the shape model."""
+    extra = list(extra)
+    full = design_programs(space, extra, deep=deep)
+    k = DEFAULT_PROGRAMS if n_programs is None else int(n_programs)
+    chosen = choose_programs(full.programs, space, n_items, k, extra)
+    rank = int(np.linalg.matrix_rank(full.matrix([p for p, _ in chosen])))
+    return ProgramDesign(chosen, full.unknowns, rank, full.candidates, kind="shape")
+
+
+def make_design(kind: str, space: SearchSpace, extra: Iterable[Arch] = (), deep: bool = False,
+                n_programs: int | None = None, n_items: int = 10000) -> ProgramDesign:
+    """The programs a table of design `kind` ("entries" or "shape") measures."""
+    if kind not in DESIGN_KINDS:
+        raise EasrecError(f"design: must be one of {DESIGN_KINDS}, got {kind!r}")
+    if kind == "shape":
+        return shape_design(space, extra, deep, n_programs, n_items)
+    return design_programs(space, extra, deep=deep)
+
+
 def solve_shape_entries(design, programs: dict[str, dict[str, Any]], space: SearchSpace, n_items: int,
                         extra: Iterable[Arch] = ()) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """Entries of every component from the measured programs of `design`: θ by least squares on relative
     error, each entry = its features · θ (floored at 0). Returns (entries, info) as `solve.solve_entries` does."""
-    from easrec.profiling.solve import component_from_id, program_value
-
     pids = [p for p, _ in design.programs]
     archs = dict(design.programs)
     names = parameter_names(space, extra)

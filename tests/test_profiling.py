@@ -852,11 +852,11 @@ def test_shape_design_measures_few_programs_and_predicts_every_architecture(tmp_
 
 
 def test_shape_design_chooses_a_full_rank_set_from_a_prior_only():
-    from easrec.profiling.shape_model import feature_matrix, parameter_names, program_features
+    from easrec.profiling.shape_model import feature_matrix, make_design, parameter_names, program_features, shape_design
 
     space = SearchSpace()
     names = parameter_names(space, [reference_arch()])
-    design = design_programs(space, [reference_arch()], kind="shape", n_programs=40)
+    design = shape_design(space, [reference_arch()], n_programs=40)
     X = feature_matrix([program_features(a) for _, a in design.programs], names)
     pool = design_programs(space, [reference_arch()])
     X_pool = feature_matrix([program_features(a) for _, a in pool.programs], names)
@@ -864,7 +864,7 @@ def test_shape_design_chooses_a_full_rank_set_from_a_prior_only():
     # their constants, and no model needs to. The chosen 40 resolve everything the 259 programs resolve.
     assert len(design.programs) == 40 and np.linalg.matrix_rank(X) == np.linalg.matrix_rank(X_pool) < len(names)
     # Asking for fewer programs than parameters still gets enough to fit every parameter.
-    few = design_programs(space, [reference_arch()], kind="shape", n_programs=3)
+    few = shape_design(space, [reference_arch()], n_programs=3)
     assert len(few.programs) == len(names)
     with pytest.raises(EasrecError, match="design"):
-        design_programs(space, [], kind="cubic")
+        make_design("cubic", space, [])
