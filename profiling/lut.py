@@ -18,7 +18,7 @@ from easrec.io import atomic_write_json
 from easrec.export.lowering import check
 from easrec.profiling import protocol
 from easrec.profiling.monotonicity import monotonicity_violations, program_violations, programs_to_remeasure
-from easrec.profiling.shape_model import make_design, solve_shape_entries
+from easrec.profiling.shape_model import auto_design_kind, make_design, solve_shape_entries
 from easrec.profiling.solve import program_value, solve_entries
 from easrec.profiling.table import (
     FINGERPRINT_FIELDS, FORMAT_VERSION, METHOD, LatencyTable, check_data, check_device, device_fingerprint, new_data,
@@ -59,7 +59,7 @@ def build_lut(
     cache: bool | str | Path | None = True,
     seed: int = 0,
     deep: bool = False,
-    design_kind: str = "entries",
+    design_kind: str = "auto",
     n_programs: int | None = None,
 ) -> LatencyTable:
     """Measure the whole programs that pin down every component of `space` (plus `extra`, default the
@@ -72,7 +72,8 @@ def build_lut(
     `settings.remeasure_passes` times). `progress(done, total, what)` counts measured programs. `deep` also
     measures three- and four-block programs as extra least-squares rows (`deep_programs`).
     `design_kind="shape"` measures `n_programs` programs and sets every entry from a shape model fitted on
-    them (`shape_model`); a table keeps the design it was begun with.
+    them (`shape_model`); "auto" (default) takes the shape design for large spaces such as the default one
+    (`auto_design_kind`). A table keeps the design it was begun with.
     """
     check(runtime, dtype)
     if batch != 1:
@@ -104,6 +105,8 @@ def build_lut(
     monitor = protocol.LoadMonitor()
     t_design = protocol.Clock()
     begun = (data.get("design") or {}).get("kind", "entries") if data.get("programs") else None
+    if design_kind == "auto":
+        design_kind = begun or auto_design_kind(space, extra)
     if begun is not None and begun != design_kind:
         raise EasrecError(f"{out}: field 'design.kind' is {begun!r}, not {design_kind!r}: resume with --design {begun} "
                           "or use another --out")

@@ -132,6 +132,12 @@ def shape_design(space: SearchSpace, extra: Iterable[Arch] = (), deep: bool = Fa
     return ProgramDesign(chosen, full.unknowns, rank, full.candidates, kind="shape")
 
 
+def auto_design_kind(space: SearchSpace, extra: Iterable[Arch] = ()) -> str:
+    """"shape" where the entries design needs more than twice `DEFAULT_PROGRAMS` programs (the default space:
+    259), else "entries" (small spaces: every entry measured exactly costs no more than the shape model's programs)."""
+    return "shape" if len(design_programs(space, list(extra)).programs) > 2 * DEFAULT_PROGRAMS else "entries"
+
+
 def make_design(kind: str, space: SearchSpace, extra: Iterable[Arch] = (), deep: bool = False,
                 n_programs: int | None = None, n_items: int = 10000) -> ProgramDesign:
     """The programs a table of design `kind` ("entries" or "shape") measures."""

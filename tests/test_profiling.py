@@ -842,13 +842,14 @@ def test_shape_design_measures_few_programs_and_predicts_every_architecture(tmp_
         truth = sum(v * theta[n] for n, v in program_features(arch).items())
         assert table.raw_cost(arch) == pytest.approx(truth, rel=1e-6)
     # A finished table is not measured again; a table keeps the design it was begun with.
+    # "auto" (the default) resumes a table in the design it was begun with.
     calls = dev.calls
     build_lut(dev, SMALL, "torch", "fp32", N_ITEMS, 1, tmp_path / "lut.json", settings=FAKE, workers=0, extra=[],
-              cache=tmp_path / "cache", design_kind="shape")
+              cache=tmp_path / "cache")
     assert dev.calls == calls
     with pytest.raises(EasrecError, match="'design.kind'"):
         build_lut(dev, SMALL, "torch", "fp32", N_ITEMS, 1, tmp_path / "lut.json", settings=FAKE, workers=0, extra=[],
-                  cache=tmp_path / "cache")
+                  cache=tmp_path / "cache", design_kind="entries")
 
 
 def test_shape_design_chooses_a_full_rank_set_from_a_prior_only():
@@ -868,3 +869,7 @@ def test_shape_design_chooses_a_full_rank_set_from_a_prior_only():
     assert len(few.programs) == len(names)
     with pytest.raises(EasrecError, match="design"):
         make_design("cubic", space, [])
+    # "auto" takes the shape design where it saves programs: the default space (259), not a small one (51).
+    from easrec.profiling.shape_model import auto_design_kind
+
+    assert auto_design_kind(space, [reference_arch()]) == "shape" and auto_design_kind(SMALL, []) == "entries"

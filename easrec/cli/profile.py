@@ -33,9 +33,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="LUT file to write (resumed when it exists)")
     p.add_argument("--space", help="search space JSON (SearchSpace.to_dict); default: the default space")
     p.add_argument("--workers", type=nonneg_int, default=None, help="processes lowering graphs (default: cores, 0 for torch)")
-    p.add_argument("--design", choices=["entries", "shape"], default="entries",
+    p.add_argument("--design", choices=["auto", "entries", "shape"], default="auto",
                    help="entries: one whole program per table entry (259 in the default space); shape: --programs "
-                        "programs fit a model of each component's shape that sets every entry (a ~4x shorter cold build)")
+                        "programs fit a model of each component's shape that sets every entry (about 4x fewer graphs "
+                        "to lower); auto (default): shape for spaces whose entries design needs more than 120 programs")
     p.add_argument("--programs", type=positive_int, default=None,
                    help="--design shape: whole programs measured (default 60; at least the model's parameters, 35 in the default space)")
     p.add_argument("--max-seconds", type=positive_float, default=None, help="cap on timed seconds per graph")
@@ -138,12 +139,14 @@ def run_build(args: argparse.Namespace) -> dict:
     result = {
         "out": str(args.out), "entries": len(table.entries), "space_hash": table.data["space_hash"],
         "device": table.device, "seconds_this_run": time.perf_counter() - t0,
-        "build_seconds": table.data.get("build_seconds"), "canary": canary,
+        "build_seconds": table.data.get("build_seconds"), "canary": canary, "design": table.data.get("design"),
     }
     rows = [("LUT", args.out), ("device", f"{_device_name(table.device)} ({table.device.get('spec')})"),
             ("runtime", f"{table.device['runtime']} {table.device['runtime_version']} {table.device['dtype']}, "
                         f"{threads} thread(s)"),
-            ("entries", len(table.entries)), ("build time (s)", result["build_seconds"]),
+            ("entries", len(table.entries)),
+            ("design", f"{(result['design'] or {}).get('kind', 'entries')}, {(result['design'] or {}).get('programs', '?')} whole programs"),
+            ("build time (s)", result["build_seconds"]),
             ("canary drift", f"{100 * canary['drift']:+.1f} %" if "drift" in canary else "n/a (nothing measured)")]
     timing, load = table.data.get("timing") or {}, (table.data.get("load_average") or {}).get("build") or {}
     if timing:
