@@ -84,7 +84,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--runs", type=int, default=100, help="runs per artifact per round")
     ap.add_argument("--out", type=Path, default=RESULTS / "budget_check.json")
+    ap.add_argument("--artifacts", type=Path, metavar="DIR",
+                    help="keep the exported files here and reuse those already there (default: a fresh temporary folder), "
+                         "so that the lowering can run at another time than the timing")
+    ap.add_argument("--lower-only", action="store_true", help="export the files into --artifacts and exit")
     args = ap.parse_args()
+    if args.lower_only and not args.artifacts:
+        ap.error("--lower-only needs --artifacts DIR")
     if args.compare:
         compare_sessions(args.compare)
         return
@@ -114,15 +120,24 @@ def main() -> None:
             archs[arch.hash()] = arch
             checks.append({"ratio": ratio, "budget_ms": budget, "arch": arch.describe(), "hash": arch.hash(), "why": why,
                            "predicted_ms": table.cost(arch)})
-    work = Path(tempfile.mkdtemp(prefix="budget_check_"))
+    work = args.artifacts or Path(tempfile.mkdtemp(prefix="budget_check_"))
+    work.mkdir(parents=True, exist_ok=True)
     paths = {}
+    reused = 0
     t0 = time.perf_counter()
     for h, arch in archs.items():
+        # Random weights from a fixed seed: a file of the same name holds the same graph and weights.
+        paths[h] = work / f"{h}.{runtime}.{dtype}.{table.n_items}.{'pte' if fmt == 'executorch' else 'onnx'}"
+        if paths[h].exists():
+            reused += 1
+            continue
         torch.manual_seed(0)
         model = SASRec(arch, table.n_items).eval()
-        paths[h] = work / f"{h}.{'pte' if fmt == 'executorch' else 'onnx'}"
         export_model(model, paths[h], fmt, quantize=quantize)
     lowering_s = time.perf_counter() - t0
+    print(f"{len(archs)} files in {work} ({reused} reused), lowering {lowering_s:.0f} s")
+    if args.lower_only:
+        return
     medians: dict[str, list[float]] = {h: [] for h in archs}
     loads = []
     rng = random.Random(0)
@@ -179,7 +194,7 @@ def main() -> None:
                                             "round_medians_ms": medians[ref_h]},
            "checks": checks, "within_1.05": within, "within_1.05_bench": within_bench,
            "within_1.05_relative": within_relative,
-           "canary_vs_build": vs_build, "protocol": settings.to_dict(), "lowering_seconds": lowering_s, "load_average": loads,
+           "canary_vs_build": vs_build, "protocol": settings.to_dict(), "lowering_seconds": lowering_s, "files_reused": reused, "load_average": loads,
            "measured_at": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
     atomic_write_json(args.out, out)
     print(f"wrote {args.out}")
